@@ -1,0 +1,5 @@
+import sys
+
+from microcnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reading micrographs and their metadata; HDF5 archives."""
