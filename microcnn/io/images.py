@@ -182,9 +182,8 @@ def check_pixel_budget(rows: int, cols: int, *, max_pixels: int, what: str = "im
         )
     if rows * cols > max_pixels:
         raise ImageTooLargeError(
-            f"The {what} is {rows} x {cols} pixels (rows x columns) = {rows * cols / 1e6:.1f} Mpx, over "
-            f"the budget of {max_pixels / 1e6:.1f} Mpx. Crop or bin it, or raise max_pixels if you trust "
-            "the file."
+            f"The {what} is {rows} x {cols} pixels (rows x columns) = {rows * cols:,} px, over the budget "
+            f"of {max_pixels:,} px. Crop or bin it, or raise max_pixels if you trust the file."
         )
 
 

@@ -1,0 +1,168 @@
+"""read_micrograph on every format and dtype: expected values are worked out by hand from the stored ones."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+from fixtures import encode_pil, encode_tiff, png16_rgb
+from PIL import Image
+
+from microcnn.io.images import GRAY_RULE_EQUAL, GRAY_RULE_LUMINANCE, read_micrograph
+from microcnn.io.micrograph import Micrograph
+
+U16 = np.array([[0, 255], [256, 65535]], np.uint16)
+
+
+def test_png_8bit_gray_scales_by_255():
+    m = read_micrograph(encode_pil(np.array([[0, 128, 255]], np.uint8), "PNG"))
+    assert isinstance(m, Micrograph)
+    assert m.pixels.dtype == np.float32 and m.pixels.shape == (1, 3)
+    np.testing.assert_allclose(m.pixels, [[0.0, 128 / 255, 1.0]], rtol=1e-6)
+    assert (m.source_dtype, m.bit_depth, m.meta["format"]) == ("uint8", 8, "png")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16bit_keeps_its_range(fmt):
+    data = encode_pil(U16, "PNG") if fmt == "PNG" else encode_tiff(U16)
+    m = read_micrograph(data)
+    np.testing.assert_allclose(m.pixels, U16 / 65535.0, rtol=1e-6)
+    assert m.pixels[1, 1] == 1.0
+    assert m.pixels[0, 1] != m.pixels[1, 0]  # 255 and 256 stay distinct
+    assert (m.source_dtype, m.bit_depth) == ("uint16", 16)
+
+
+def test_16bit_rgb_png_is_not_reduced_to_8_bits():
+    rgb = np.array([[[256, 256, 256], [1000, 1000, 1000]]], np.uint16)
+    m = read_micrograph(png16_rgb(rgb))
+    np.testing.assert_allclose(m.pixels, [[256 / 65535, 1000 / 65535]], rtol=1e-6)
+    assert m.bit_depth == 16 and m.meta["gray_rule"] == GRAY_RULE_EQUAL
+
+
+def test_palette_png_gives_intensities_not_indices():
+    indices = np.array([[0, 1, 2]], np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    gray_levels = [200, 100, 30]  # palette entry i has gray level gray_levels[i]
+    image.putpalette([v for g in gray_levels for v in (g, g, g)])
+    m = read_micrograph(encode_pil(image, "PNG"))
+    np.testing.assert_allclose(m.pixels, [[200 / 255, 100 / 255, 30 / 255]], rtol=1e-6)
+    assert m.meta["palette_applied"] is True and m.shape == (1, 3)
+
+
+def test_equal_rgba_channels_become_gray_and_alpha_is_dropped():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., :3] = np.array([[10, 20], [30, 40]], np.uint8)[..., None]
+    rgba[..., 3] = 77
+    m = read_micrograph(encode_pil(rgba, "PNG"))
+    np.testing.assert_allclose(m.pixels, [[10 / 255, 20 / 255], [30 / 255, 40 / 255]], rtol=1e-6)
+    assert m.meta["alpha_dropped"] is True and m.meta["shape_original"] == [2, 2, 4]
+
+
+TRUE_COLOUR = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [100, 150, 200]]], np.uint8)
+
+
+def test_true_colour_stays_rgb_by_default():
+    m = read_micrograph(encode_pil(TRUE_COLOUR, "PNG"))
+    assert m.shape == (1, 4, 3) and "gray_rule" not in m.meta
+    np.testing.assert_allclose(m.pixels, TRUE_COLOUR / 255.0, rtol=1e-6)
+
+
+def test_as_gray_uses_bt709_luminance():
+    m = read_micrograph(encode_pil(TRUE_COLOUR, "PNG"), as_gray=True)
+    r, g, b = 0.2125, 0.7154, 0.0721  # ITU-R BT.709 luma weights
+    expected = [r, g, b, (r * 100 + g * 150 + b * 200) / 255]
+    np.testing.assert_allclose(m.pixels[0], expected, rtol=1e-4)
+    assert m.meta["gray_rule"] == GRAY_RULE_LUMINANCE
+
+
+def test_as_gray_false_keeps_equal_channels():
+    rgb = np.repeat(np.array([[5, 6]], np.uint8)[..., None], 3, axis=2)
+    assert read_micrograph(encode_pil(rgb, "PNG"), as_gray=False).shape == (1, 2, 3)
+
+
+def test_exif_orientation_is_applied():
+    stored = np.zeros((2, 3), np.uint8)
+    stored[0, 0] = 255  # top-left of the stored raster
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF 6: display = stored rotated 90° clockwise
+    m = read_micrograph(encode_pil(Image.fromarray(stored), "PNG", exif=exif))
+    np.testing.assert_array_equal(m.pixels, np.rot90(stored, k=-1) / 255.0)
+    assert m.meta["exif_orientation_applied"] == 6
+
+
+def test_jpeg_reads_close_to_stored_values():
+    blocks = np.kron(np.array([[40, 200], [120, 80]], np.uint8), np.ones((16, 16), np.uint8))
+    m = read_micrograph(encode_pil(blocks, "JPEG", quality=95))
+    assert m.meta["format"] == "jpeg" and m.shape == (32, 32)
+    np.testing.assert_allclose(m.pixels, blocks / 255.0, atol=3 / 255)  # lossy codec: a few grey levels
+
+
+@pytest.mark.parametrize("mode", ["L", "1"])
+def test_bmp(mode):
+    values = np.array([[0, 255, 0], [255, 0, 255]], np.uint8)
+    m = read_micrograph(encode_pil(Image.fromarray(values).convert(mode), "BMP"))
+    np.testing.assert_array_equal(m.pixels, values / 255.0)
+    assert m.meta["format"] == "bmp"
+
+
+@pytest.mark.parametrize(
+    ("array", "expected"),
+    [
+        (np.array([[0, 51, 255]], np.uint8), [[0.0, 0.2, 1.0]]),
+        (np.array([[0, 13107, 65535]], np.uint16), [[0.0, 0.2, 1.0]]),
+        # int32 maps its dtype range [-2**31, 2**31 - 1] onto [0, 1]
+        (np.array([[-(2**31), 0, 2**31 - 1]], np.int32), [[0.0, 2**31 / (2**32 - 1), 1.0]]),
+        (np.array([[0.0, 0.25, 1.0]], np.float32), [[0.0, 0.25, 1.0]]),
+    ],
+    ids=["uint8", "uint16", "int32", "float32"],
+)
+def test_tiff_dtypes(array, expected):
+    m = read_micrograph(encode_tiff(array))
+    np.testing.assert_allclose(m.pixels, expected, rtol=1e-6, atol=1e-7)
+    assert m.source_dtype == str(array.dtype) and m.meta["format"] == "tiff"
+
+
+def test_float_tiff_outside_unit_range_is_min_max_scaled_and_range_recorded():
+    m = read_micrograph(encode_tiff(np.array([[-2.0, 0.0, 6.0]], np.float32)))
+    np.testing.assert_allclose(m.pixels, [[0.0, 0.25, 1.0]], rtol=1e-6)
+    assert m.meta["value_range"] == [-2.0, 6.0]
+
+
+def test_multipage_tiff_reads_the_chosen_page():
+    pages = np.stack([np.full((2, 2), 10 * i, np.uint8) for i in range(3)])
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as writer:
+        for page in pages:
+            writer.write(page, contiguous=False)
+    m = read_micrograph(buffer.getvalue(), page=2)
+    np.testing.assert_allclose(m.pixels, np.full((2, 2), 20 / 255), rtol=1e-6)
+    assert (m.meta["page"], m.meta["n_pages"]) == (2, 3)
+
+
+def test_planar_rgb_tiff_is_read_as_rows_columns_channels():
+    rgb = TRUE_COLOUR.reshape(1, 4, 3)
+    m = read_micrograph(encode_tiff(np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate"))
+    np.testing.assert_allclose(m.pixels, rgb / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 100_000)])
+def test_degenerate_but_valid_sizes_are_read(shape):
+    m = read_micrograph(encode_pil(np.full(shape, 255, np.uint8), "PNG"))
+    assert m.shape == shape and float(m.pixels.max()) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["path", "bytes", "file"])
+def test_sources_path_bytes_and_file_object(kind, write):
+    data = encode_pil(np.array([[7]], np.uint8), "PNG")
+    path = write("name.png", data)
+    source = {"path": path, "bytes": data, "file": io.BytesIO(data)}[kind]
+    m = read_micrograph(source)
+    assert m.pixels[0, 0] == pytest.approx(7 / 255)
+    assert m.meta["source_name"] == ("name.png" if kind == "path" else None)
+
+
+def test_decoder_is_chosen_by_content_not_extension(write):
+    path = write("really_a_jpeg.png", encode_pil(np.full((8, 8), 90, np.uint8), "JPEG"))
+    assert read_micrograph(path).meta["format"] == "jpeg"
