@@ -74,7 +74,7 @@ def _prepare_root(root: Path, task: str) -> None:
             (root / name).mkdir()
 
 
-def _skip(sample: SynthSample, task: str, targets: Sequence[str]) -> bool:
+def skip_for_targets(sample: SynthSample, task: str, targets: Sequence[str]) -> bool:
     """Regression samples whose requested target is infinite (non-percolating tortuosity) are not written."""
     if task != "regression":
         return False
@@ -131,7 +131,7 @@ def write_folder(
     skipped: list[str] = []
     for index, sample in enumerate(samples):
         name = sample_name(index)
-        if _skip(sample, task, targets):
+        if skip_for_targets(sample, task, targets):
             skipped.append(name)
             continue
         rows.append((_write_sample(root, sample, name, task), name, sample))
