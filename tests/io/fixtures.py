@@ -66,3 +66,26 @@ def tiff_claiming(tmp_path: Path, *, rows: int, cols: int) -> Path:
         tags["ImageLength"].overwrite(rows)
         tags["ImageWidth"].overwrite(cols)
     return path
+
+
+def append_info_bar(
+    gray: np.ndarray, *, fraction: float = 0.08, scale_bar_px: int = 100, bright: bool = False
+) -> np.ndarray:
+    """Append a realistic SEM data bar under a (H, W) float image; the bar starts at row H.
+
+    A flat band (black, or white if ``bright``) of ``fraction`` x H rows with anti-aliased acquisition
+    text drawn by PIL.ImageDraw, a scale-bar label and a solid scale bar exactly ``scale_bar_px`` long.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    rows, cols = gray.shape
+    height = round(rows * fraction)
+    background, ink = (255, 0) if bright else (0, 255)
+    bar = Image.new("L", (cols, height), background)
+    draw = ImageDraw.Draw(bar)
+    font = ImageFont.load_default(size=max(8, height // 3))
+    draw.text((5, 3), "HV 15.00 kV  WD 10.1 mm  mag 50 000 x  HFW 5.97 um", fill=ink, font=font)
+    left = cols - scale_bar_px - 10
+    draw.text((left, 3), "1 um", fill=ink, font=font)
+    draw.rectangle([left, height - 8, left + scale_bar_px - 1, height - 5], fill=ink)  # inclusive corners
+    return np.vstack([gray, np.asarray(bar, np.float32) / 255.0])
