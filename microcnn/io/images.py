@@ -232,8 +232,10 @@ def _read_pillow(fh: BinaryIO, fmt: str, *, max_pixels: int) -> dict[str, Any]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _corrupt(fmt, exc) from None
     check_pixel_budget(im.height, im.width, max_pixels=max_pixels)
-    if fmt == "png" and _is_16bit_colour_png(fh):
-        return _read_png16_colour(fh)
+    if fmt == "png":
+        _check_png_plausible(fh, rows=im.height, cols=im.width)
+        if _is_16bit_colour_png(fh):
+            return _read_png16_colour(fh)
     try:
         im.load()
         orientation = int(im.getexif().get(0x0112, 1))
@@ -257,6 +259,22 @@ def _pillow_array(im: Any) -> tuple[np.ndarray, dict[str, Any]]:
         extra["converted_from"] = im.mode
         im = im.convert("LA" if im.mode == "La" else "RGB")
     return np.asarray(im), extra
+
+
+def _check_png_plausible(fh: BinaryIO, *, rows: int, cols: int) -> None:
+    """Refuse a PNG too small to hold the size it claims (deflate compresses at most 1032:1)."""
+    fh.seek(24)  # IHDR: bit depth, colour type -> bits per pixel (PNG spec table 11.1)
+    bit_depth, colour_type = fh.read(2)
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    bits = bit_depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 1)
+    raw_bytes = rows * (-(-cols * bits // 8) + 1)  # scanlines, each with its filter byte
+    if raw_bytes > 1032 * size + 4096:
+        raise CorruptFileError(
+            f"The PNG claims {rows} x {cols} pixels but holds only {size} bytes, less than any encoder "
+            "could store them in: the file is truncated or damaged. Re-export it."
+        )
 
 
 def _is_16bit_colour_png(fh: BinaryIO) -> bool:
@@ -305,12 +323,16 @@ def _read_tiff(fh: BinaryIO, *, page: int, max_pixels: int, max_pages: int) -> d
         except Exception as exc:  # truncated strips, broken compression streams, missing codecs
             raise _corrupt("tiff", exc) from None
         tags = {tag.code: tag.value for tag in tpage.tags.values() if tag.code in _TIFF_TAGS}
-        size, source = pixel_size_from_tiff_tags(tags, imagej=tif.imagej_metadata)
+        try:  # a damaged tag costs the pixel size, never the image
+            size, source = pixel_size_from_tiff_tags(tags, imagej=tif.imagej_metadata)
+        except Exception:
+            size, source = None, None
     if axes == "SYX":  # planar configuration: samples first
         array = np.moveaxis(array, 0, -1)
+    bits = tpage.bitspersample
     return {
         "array": array,
-        "bit_depth": int(tpage.bitspersample),
+        "bit_depth": bits if isinstance(bits, int) else array.dtype.itemsize * 8,
         "n_pages": n_pages,
         "pixel_size_um": size,
         "pixel_size_source": source,
@@ -337,6 +359,8 @@ def _count_pages(tif: Any, *, max_pages: int) -> int:
 def _tiff_axes(tpage: Any, *, max_pixels: int) -> str:
     """Check a TIFF page's geometry from its header (before decoding); return its axes string."""
     axes, shape = str(tpage.axes), tuple(tpage.shape)
+    if not all(isinstance(n, int | np.integer) for n in shape):
+        raise CorruptFileError(f"The TIFF header is damaged (image shape {shape}); re-export the image.")
     if axes not in ("YX", "YXS", "SYX"):
         raise UnsupportedFormatError(
             f"This TIFF page has axes {axes} with shape {shape}; microcnn reads 2-D images with optional "
@@ -419,7 +443,9 @@ def apply_colour_rule(pixels: np.ndarray, *, as_gray: bool | None) -> tuple[np.n
 def _finish(decoded: dict[str, Any], *, fmt: str, name: str | None, page: int, **options: Any) -> Micrograph:
     from microcnn.io.metadata import check_pixel_size_um
 
-    raw = decoded["array"]
+    raw = np.asarray(decoded["array"])
+    if raw.size == 0 or raw.ndim not in (2, 3):
+        raise CorruptFileError(f"The {fmt.upper()} decoded to an empty or malformed array {raw.shape}.")
     pixels, value_range = scale_intensities(raw)
     pixels, colour_meta = apply_colour_rule(pixels, as_gray=options["as_gray"])
     size, source = decoded.get("pixel_size_um"), decoded.get("pixel_size_source")

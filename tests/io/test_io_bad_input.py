@@ -13,6 +13,7 @@ from microcnn.errors import (
     CorruptFileError,
     DegenerateImageError,
     ImageTooLargeError,
+    MicrographError,
     MissingExtraError,
     UnsupportedFormatError,
 )
@@ -154,3 +155,37 @@ def test_damaged_dm_file_is_corrupt():
     pytest.importorskip("rsciio")
     with pytest.raises(CorruptFileError, match="DM3/DM4"):
         read_micrograph(b"\x00\x00\x00\x04" + bytes(60))
+
+
+def test_png_too_small_for_its_claimed_size_is_corrupt_not_decoded():
+    stub = raw_png(5_000, 5_000, bit_depth=8, colour_type=0, rows=b"\x00")  # 25 Mpx: within budget
+    with pytest.raises(CorruptFileError, match=r"claims 5000 x 5000 pixels but holds only \d+ bytes"):
+        read_micrograph(stub)
+
+
+def test_maximally_compressible_pngs_are_still_read():
+    blank = encode_pil(Image.new("1", (4000, 4000), 0), "PNG")  # 1 bit per pixel, all zero
+    assert read_micrograph(blank).shape == (4000, 4000)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "TIFF-zlib-16"])
+def test_mutated_files_raise_only_micrograph_errors(fmt, rng):
+    """Seeded fuzzing: flipped bytes and cuts give a Micrograph or a MicrographError, nothing else."""
+    image = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    if fmt == "TIFF-zlib-16":
+        data = encode_tiff(image.astype(np.uint16) * 257, compression="zlib")
+    else:
+        data = encode_tiff(image) if fmt == "TIFF" else encode_pil(image, fmt)
+    for _ in range(60):
+        mutated = bytearray(data)
+        for position in rng.integers(0, len(data), size=rng.integers(1, 6)):
+            mutated[position] = rng.integers(0, 256)
+        if rng.random() < 0.2:
+            mutated = mutated[: rng.integers(1, len(mutated))]
+        try:
+            result = read_micrograph(bytes(mutated))
+        except MicrographError:
+            continue
+        assert result.pixels.dtype == np.float32
+        assert np.isfinite(result.pixels).all()
+        assert result.pixels.min() >= 0.0 and result.pixels.max() <= 1.0
