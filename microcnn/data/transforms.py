@@ -112,7 +112,6 @@ def build_transforms(
     """
     import albumentations as A
     import cv2
-    from albumentations.pytorch import ToTensorV2
 
     classes = _transform_classes()
     built = [_build_one(entry, classes) for entry in (spec or [])]
@@ -128,7 +127,6 @@ def build_transforms(
         ]
     steps += [t for t in built if not isinstance(t, A.Normalize)] if train else []
     steps += normalizers or [A.Normalize(normalization="image", p=1.0)]
-    steps.append(ToTensorV2())
     compose = A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST, seed=seed)
     return Transform(compose, train=train, patch_size=patch_size)
 
@@ -152,9 +150,13 @@ class Transform:
         if sample.get("mask") is not None:
             inputs["mask"] = _mask_uint8(np.asarray(sample["mask"]))
         result = self.compose(**inputs)
-        out["image"] = result["image"].to(torch.float32).contiguous()
+        # Tensor conversion by hand, not ToTensorV2: flips leave negative strides that torch.from_numpy
+        # refuses (ToTensorV2 fails on such masks in albumentations 2.0.8).
+        image = np.asarray(result["image"], dtype=np.float32)
+        image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+        out["image"] = torch.from_numpy(np.ascontiguousarray(image))
         if "mask" in inputs:
-            out["mask"] = torch.as_tensor(np.asarray(result["mask"]), dtype=torch.int64)
+            out["mask"] = torch.from_numpy(np.ascontiguousarray(result["mask"], dtype=np.int64))
         return out
 
     def reseed(self, seed: int) -> None:

@@ -1,0 +1,129 @@
+"""Augmentation pipelines: property test over dtypes/shapes, nearest-neighbour masks, one call for image
+and mask, normalisation, uint16 awareness, name checking, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from microcnn.data.transforms import build_transforms, default_augmentations, load_pipeline, save_pipeline
+from microcnn.errors import ConfigError
+
+TOP = {np.uint8: 255, np.uint16: 65535}
+
+
+@st.composite
+def image_and_mask(draw):
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
+    rows = draw(st.integers(1, 2048))
+    cols = draw(st.integers(1, max(1, min(2048, 300_000 // rows))))  # keep each example small in memory
+    channels = draw(st.sampled_from([None, 3]))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    shape = (rows, cols) if channels is None else (rows, cols, channels)
+    if dtype is np.float32:
+        image = rng.random(shape, dtype=np.float32)
+    else:
+        image = rng.integers(0, TOP[dtype] + 1, shape).astype(dtype)
+    values = rng.choice([0, 1, 3, 7, 255], size=draw(st.integers(1, 3)), replace=False)
+    mask = rng.choice(values, size=(rows, cols)).astype(np.uint8)
+    return image, mask, seed
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=image_and_mask(), patch=st.sampled_from([None, 1, 17, 64]))
+def test_pipeline_property(data, patch):
+    image, mask, seed = data
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    t = build_transforms(default_augmentations(), train=True, patch_size=patch, seed=seed)
+    out = t({"image": image, "mask": mask, "id": "x"})
+    img, m = out["image"], out["mask"]
+    assert img.dtype == torch.float32 and m.dtype == torch.int64 and out["id"] == "x"
+    assert torch.isfinite(img).all()
+    if patch is None:  # RandomRotate90 may swap rows and cols
+        assert tuple(img.shape) in {(channels, *mask.shape), (channels, *mask.shape[::-1])}
+    else:
+        assert tuple(img.shape) == (channels, patch, patch)
+    assert tuple(m.shape) == tuple(img.shape[1:])
+    assert set(m.unique().tolist()) <= set(np.unique(mask).tolist()) | {255}
+    evaluated = build_transforms(default_augmentations(), train=False)({"image": image, "mask": mask})
+    assert tuple(evaluated["image"].shape) == (channels, *mask.shape)
+    assert torch.equal(evaluated["mask"], torch.as_tensor(mask, dtype=torch.int64))
+
+
+def test_masks_resampled_nearest_only():
+    # A bilinear resampling of a {0, 10} mask would create values between 0 and 10.
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 20:] = 10
+    spec = [
+        {"name": "Affine", "scale": [1.3, 1.7], "rotate": [20, 40], "p": 1.0},
+        {"name": "RandomResizedCrop", "size": [33, 33], "scale": [0.3, 0.6], "p": 1.0},
+    ]
+    t = build_transforms(spec, train=True, seed=0)
+    for _ in range(5):
+        out = t({"image": np.zeros((40, 40), np.float32), "mask": mask})
+        assert set(out["mask"].unique().tolist()) <= {0, 10, 255}
+
+
+def test_image_and_mask_share_one_random_draw():
+    # The image encodes the mask (image = mask / 4), so any geometric disagreement shows up.
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 5, (24, 24)).astype(np.uint8)
+    spec = [
+        {"name": "HorizontalFlip", "p": 0.5},
+        {"name": "RandomRotate90", "p": 1.0},
+        {"name": "Normalize", "mean": 0.0, "std": 1.0},
+    ]
+    t = build_transforms(spec, train=True, patch_size=16, seed=1)
+    for _ in range(8):
+        out = t({"image": mask.astype(np.float32) / 4, "mask": mask})
+        np.testing.assert_allclose(out["image"][0].numpy() * 4, out["mask"].numpy(), atol=1e-5)
+
+
+def test_per_image_standardisation_and_uint16_awareness():
+    t = build_transforms(None, train=False)
+    ramp = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
+    out = t({"image": ramp})["image"][0].numpy()
+    x = ramp / 65535.0
+    np.testing.assert_allclose(out, (x - x.mean()) / (x.std() + 1e-4), rtol=1e-4)  # eps of albumentations
+    fixed = build_transforms([{"name": "Normalize", "mean": 0.5, "std": 0.25}], train=False)
+    low = fixed({"image": np.array([[255, 256]], np.uint16)})["image"][0, 0].numpy()
+    np.testing.assert_allclose(low, (np.array([255, 256]) / 65535 - 0.5) / 0.25, rtol=1e-6)
+    assert low[0] != low[1]  # 16-bit values are not squeezed to 8 bits
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ([{"name": "HorizontalFlp"}], "Did you mean 'HorizontalFlip'"),
+        ([{"name": "GaussNoise", "std_rang": [0.1, 0.2]}], "Did you mean 'std_range'"),
+        ([{"p": 0.5}], "'name'"),
+        ([{"name": "RandomGamma", "gamma_limit": "abc"}], "Invalid arguments"),
+    ],
+)
+def test_bad_specs_explain(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        build_transforms(spec, train=True)
+
+
+def test_bad_images_refused():
+    t = build_transforms(None, train=False)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        t({"image": np.full((2, 2), 3.0, np.float32)})
+    with pytest.raises(ConfigError, match=r"0\.\.255"):
+        t({"image": np.zeros((2, 2), np.float32), "mask": np.full((2, 2), 300)})
+
+
+def test_save_load_pipeline_reproduces(tmp_path):
+    t = build_transforms(default_augmentations(), train=True, patch_size=16, seed=5)
+    loaded = load_pipeline(save_pipeline(t, tmp_path / "pipeline.json"))
+    fresh = build_transforms(default_augmentations(), train=True, patch_size=16, seed=5)
+    assert loaded.patch_size == 16 and loaded.train
+    image = np.random.default_rng(0).random((30, 30), dtype=np.float32)
+    loaded.reseed(11)
+    fresh.reseed(11)
+    for _ in range(4):
+        assert torch.equal(loaded({"image": image})["image"], fresh({"image": image})["image"])
