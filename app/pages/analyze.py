@@ -1,0 +1,169 @@
+"""Analyze page: upload micrographs, set info bar and pixel size, run a method, see and download results.
+
+Inputs are checked here (size against our cap, content by read_micrograph's magic bytes); everything
+else is computed by microcnn (io, analysis). Per-session data lives only in st.session_state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import results_view
+import state
+import streamlit as st
+import views
+
+import microcnn
+
+K = state.KEYS
+MB = 1024 * 1024
+
+
+def read_upload(uploaded: Any) -> microcnn.Micrograph | None:
+    """Check one upload (size, then content) and decode it; a friendly error is recorded on failure."""
+    errors = st.session_state[K.analyze_errors]
+    if uploaded.size > state.MAX_UPLOAD_MB * MB:
+        errors[uploaded.file_id] = (
+            f"{uploaded.name}: {uploaded.size / MB:.1f} MB is over the {state.MAX_UPLOAD_MB} MB upload cap; "
+            "crop or compress the image, or use the CLI for large files."
+        )
+        return None
+    try:
+        return microcnn.read_micrograph(uploaded.getvalue(), max_pixels=state.MAX_PIXELS)
+    except microcnn.MicrographError as exc:
+        errors[uploaded.file_id] = f"{uploaded.name} could not be used: {exc}"
+        return None
+
+
+def load_uploads(uploads: list[Any]) -> dict[str, tuple[str, microcnn.Micrograph]]:
+    """file_id -> (file name, Micrograph) for every good upload; decoded once per session and file."""
+    store = st.session_state[K.micrographs]
+    errors = st.session_state[K.analyze_errors]
+    current = {u.file_id for u in uploads}
+    for key in [k for k in store if k not in current]:
+        store.pop(key)
+    for key in [k for k in errors if k not in current]:
+        errors.pop(key)
+    for uploaded in uploads:
+        if uploaded.file_id not in store and uploaded.file_id not in errors:
+            micrograph = read_upload(uploaded)
+            if micrograph is not None:
+                store[uploaded.file_id] = (uploaded.name, micrograph)
+    for message in errors.values():
+        st.error(message)
+    return dict(store)
+
+
+def info_bar_section(m: microcnn.Micrograph) -> tuple[microcnn.Micrograph, Any]:
+    """Detect the SEM data bar; toggle to crop it (on when found) with a preview. Returns (image, bar)."""
+    from microcnn.io.infobar import detect_info_bar
+
+    st.subheader("1. Info bar")
+    bar = detect_info_bar(m.pixels)
+    if bar is None:
+        st.caption("No info bar found at the bottom of the image; nothing to crop.")
+        return m, None
+    crop = st.toggle("Crop the info bar", value=True, key="analyze.crop")
+    st.image(
+        views.to_display(m.pixels[bar.row :]),
+        caption=f"Info bar: rows {bar.row}..{m.height - 1} ({bar.reason})",
+    )
+    return (microcnn.crop_info_bar(m) if crop else m), bar
+
+
+def pixel_size_section(
+    m: microcnn.Micrograph, bar: Any, original: microcnn.Micrograph
+) -> microcnn.Micrograph:
+    """Pixel size from the metadata, typed, or from the scale bar; or unknown (results in px)."""
+    st.subheader("2. Pixel size")
+    options = (["From the file's metadata"] if m.pixel_size_um else []) + ["Type it"]
+    options += ["Measure the scale bar"] if bar is not None else []
+    options += ["Unknown (report in px)"]
+    source = st.radio("Pixel size", options, key="analyze.pixel_source", label_visibility="collapsed")
+    if source.startswith("From"):
+        st.caption(f"{m.pixel_size_um:.6g} µm/px ({m.meta.get('pixel_size_source')})")
+        return m
+    if source == "Type it":
+        value = st.number_input(
+            "µm per pixel", min_value=1e-6, value=0.1, format="%.6f", key="analyze.pixel_um"
+        )
+        return m.with_pixel_size(float(value), source="typed")
+    if source.startswith("Measure"):
+        return scale_bar_size(m, bar, original)
+    return m.with_pixel_size(None, source="unknown")
+
+
+def scale_bar_size(m: microcnn.Micrograph, bar: Any, original: microcnn.Micrograph) -> microcnn.Micrograph:
+    from microcnn.io.infobar import find_scale_bar
+
+    found = find_scale_bar(original.pixels[bar.row :])
+    cols = st.columns(2)
+    bar_um = cols[0].number_input("Scale bar length (µm)", min_value=1e-6, value=1.0, key="analyze.bar_um")
+    bar_px = cols[1].number_input(
+        "Scale bar length (px)",
+        min_value=1,
+        value=int(found or 100),
+        key="analyze.bar_px",
+        help="Found automatically in the info bar; correct it if needed."
+        if found
+        else "No bar line found automatically: type its length in px.",
+    )
+    size = float(bar_um) / float(bar_px)
+    st.caption(f"{bar_um:g} µm / {bar_px} px = {size:.6g} µm/px")
+    return m.with_pixel_size(size, source="scale bar")
+
+
+def method_section() -> tuple[str | None, dict[str, Any]]:
+    """Choose a method; returns (method name, options). Only methods that exist in this build are listed."""
+    st.subheader("3. Method")
+    try:
+        from microcnn.analysis.classical import CLASSICAL
+    except ImportError:
+        st.warning("The classical methods (microcnn.analysis) are not part of this build yet.")
+        return None, {}
+    st.markdown("**Classical** (no training needed)")
+    name = st.radio("Method", CLASSICAL.names(), key="analyze.method", horizontal=True)
+    options: dict[str, Any] = {}
+    if name == "multi_otsu":
+        options["classes"] = st.slider("Phases", 2, 5, 3, key="analyze.classes")
+    if name == "watershed":
+        options["min_distance_px"] = st.slider(
+            "Minimum particle spacing (px)", 2, 50, 7, key="analyze.min_dist"
+        )
+    st.caption("CNN models are listed here once prediction (microcnn.inference) is part of this build.")
+    return name, options
+
+
+st.title("Analyze")
+st.markdown("Upload micrographs (PNG, JPEG, TIFF incl. 16-bit, BMP; DM3/DM4 with the `dm` extra).")
+uploads = st.file_uploader(
+    f"Micrographs (up to {state.MAX_UPLOAD_MB} MB each)",
+    type=state.IMAGE_TYPES,
+    accept_multiple_files=True,
+    key=K.uploader,
+)
+loaded = load_uploads(uploads or [])
+if not loaded:
+    st.info("Upload a micrograph to start.")
+    st.stop()
+
+file_id = st.selectbox("Micrograph", list(loaded), format_func=lambda k: loaded[k][0], key="analyze.file")
+name, original = loaded[file_id]
+st.caption(
+    f"{original.width}×{original.height} px, {original.source_dtype} ({original.bit_depth}-bit), {name}"
+)
+left, right = st.columns([1, 2])
+with left:
+    image, bar = info_bar_section(original)
+    image = pixel_size_section(image, bar, original)
+    method, options = method_section()
+    run = st.button("Analyze", type="primary", key="analyze.run", disabled=method is None)
+if run and method is not None:
+    with views.friendly_errors("Analysis"), st.spinner("Analyzing..."):
+        st.session_state[K.analyses][file_id] = results_view.analyze(image, method, options, name=name)
+with right:
+    outcome = st.session_state[K.analyses].get(file_id)
+    if outcome is None:
+        st.image(views.to_display(image.pixels), caption=f"{name} ({image.unit})")
+    else:
+        results_view.show(outcome)

@@ -1,0 +1,274 @@
+"""Learn page (course projects): every CNN idea visible, computed by microcnn.teach and microcnn.models.
+
+Sections: model anatomy (describe table + formulas), convolution playground, pooling and upsampling side
+by side, activation functions with derivatives, an optimizer race, dropout / batch-norm on a tiny run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import state
+import streamlit as st
+import views
+
+from microcnn import teach
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "segmentation" / "images"
+CROP = 96  # px side of the image the playground works on (keeps it instant on a 2-core CPU)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sample_names() -> list[str]:
+    return sorted(p.name for p in SAMPLES.glob("*.png")) if SAMPLES.is_dir() else []
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sample_pixels(name: str) -> np.ndarray:
+    """Gray (CROP, CROP) float32 centre crop of a committed synthetic sample (pure function of its name)."""
+    import microcnn
+
+    pixels = microcnn.read_micrograph(SAMPLES / name, as_gray=True).pixels
+    r0, c0 = (max(0, (n - CROP) // 2) for n in pixels.shape[:2])
+    return pixels[r0 : r0 + CROP, c0 : c0 + CROP]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def regularization_curves(dropout: float, batch_norm: bool, epochs: int, seed: int) -> dict:
+    return teach.regularization_run(dropout=dropout, batch_norm=batch_norm, epochs=epochs, seed=seed)
+
+
+def heatmap(
+    array: np.ndarray, title: str, *, zmin: float | None = None, zmax: float | None = None
+) -> go.Figure:
+    fig = px.imshow(array, color_continuous_scale="gray", zmin=zmin, zmax=zmax, title=title)
+    fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 30, "b": 0}, coloraxis_showscale=False)
+    return fig
+
+
+def model_anatomy() -> None:
+    st.header("Model anatomy")
+    try:
+        from microcnn.models import build_model, describe, list_models
+    except ImportError:
+        st.info(
+            "The model zoo (microcnn.models) is not part of this build yet; this section appears with it."
+        )
+        return
+    cols = st.columns(4)
+    name = cols[0].selectbox("Model", list_models(), key="learn.model")
+    channels = cols[1].number_input("Channels", 1, 3, 1, key="learn.channels")
+    size = cols[2].number_input("Input size (px)", 32, 512, 64, step=32, key="learn.size")
+    with views.friendly_errors("Describing the model"):
+        table = describe(build_model(name, in_channels=int(channels)), input_shape=(channels, size, size))
+        st.dataframe(table.to_dataframe(), hide_index=True)
+    formulas()
+
+
+def formulas() -> None:
+    st.markdown(
+        "Output size, receptive field and cost of a convolution layer (kernel k, stride s, padding p, "
+        "dilation d, jump j = product of earlier strides):"
+    )
+    st.latex(r"n_\text{out} = \left\lfloor \frac{n + 2p - d(k-1) - 1}{s} \right\rfloor + 1")
+    st.latex(r"n_\text{out}^\text{transposed} = (n-1)s - 2p + d(k-1) + \text{output\_padding} + 1")
+    st.latex(r"r_\text{out} = r_\text{in} + d(k-1)\,j_\text{in}, \qquad j_\text{out} = j_\text{in}\, s")
+    st.latex(r"\text{FLOPs} = 2\,k^2\,C_\text{in}\,C_\text{out}\,H_\text{out}\,W_\text{out} / \text{groups}")
+    st.latex(r"\text{params} = k^2\,C_\text{in}\,C_\text{out} / \text{groups} + C_\text{out}\ (\text{bias})")
+
+
+def pick_image() -> np.ndarray | None:
+    names = sample_names()
+    if not names:
+        st.info("No sample images found in data/samples/segmentation/images.")
+        return None
+    name = st.selectbox("Sample image (synthetic, committed in data/samples)", names, key="learn.sample")
+    return sample_pixels(name)
+
+
+def kernel_editor() -> np.ndarray:
+    preset = st.selectbox("Kernel", list(teach.KERNELS), index=1, key="learn.kernel_preset")
+    frame = pd.DataFrame(teach.KERNELS[preset], columns=["c0", "c1", "c2"])
+    edited = st.data_editor(frame, key=f"learn.kernel_edit.{preset}", width="content")
+    kernel = edited.to_numpy(dtype=np.float32)
+    st.session_state[state.KEYS.learn_kernel] = kernel.tolist()
+    return kernel
+
+
+def output_size(n: int, k: int, s: int, p: int, d: int) -> int | None:
+    try:
+        from microcnn.models import conv_output_size
+    except ImportError:
+        return None
+    return int(conv_output_size(n, k, s=s, p=p, d=d))
+
+
+def convolution_playground(image: np.ndarray) -> np.ndarray | None:
+    st.header("Convolution playground")
+    left, right = st.columns([1, 2])
+    with left:
+        kernel = kernel_editor()
+        stride = st.slider("Stride", 1, 4, 1, key="learn.stride")
+        padding = st.slider("Padding (px)", 0, 3, 1, key="learn.padding")
+        dilation = st.slider("Dilation", 1, 3, 1, key="learn.dilation")
+        mode = st.radio("Padding mode", ["zeros", "reflect"], horizontal=True, key="learn.padding_mode")
+    with views.friendly_errors("Convolution"):
+        out = teach.convolve(
+            image, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode
+        )
+        n, k = image.shape[0], kernel.shape[0]
+        formula = output_size(n, k, stride, padding, dilation)
+        with right:
+            a, b = st.columns(2)
+            a.plotly_chart(
+                heatmap(image, f"input {n}×{image.shape[1]} px", zmin=0, zmax=1), key="learn.conv_in"
+            )
+            b.plotly_chart(heatmap(out, f"output {out.shape[0]}×{out.shape[1]} px"), key="learn.conv_out")
+            value = formula if formula is not None else out.shape[0]
+            fraction = rf"\frac{{{n} + 2\cdot{padding} - {dilation}({k}-1) - 1}}{{{stride}}}"
+            st.latex(rf"n_\text{{out}} = \left\lfloor {fraction} \right\rfloor + 1 = {value}")
+            st.caption(
+                f"Output of torch's conv2d: {out.shape[0]} × {out.shape[1]} px; "
+                f"values from {out.min():.3g} to {out.max():.3g} (shown min-max scaled)."
+            )
+        return out
+    return None
+
+
+def pooling_and_upsampling(image: np.ndarray) -> None:
+    st.header("Pooling and upsampling")
+    side = st.select_slider("Feature map size (px)", [8, 16, 32], value=16, key="learn.pool_side")
+    fmap = image[:side, :side]
+    pooled = {mode: teach.pool(fmap, mode=mode) for mode in teach.POOL_MODES}
+    cols = st.columns(3)
+    cols[0].plotly_chart(heatmap(fmap, f"feature map {side}×{side}", zmin=0, zmax=1), key="learn.fmap")
+    for col, mode in zip(cols[1:], teach.POOL_MODES):
+        col.plotly_chart(
+            heatmap(pooled[mode]["output"], f"{mode} pool 2×2 → {side // 2}×{side // 2}", zmin=0, zmax=1),
+            key=f"learn.pool.{mode}",
+        )
+    st.markdown("The max-pooled map brought back to full size by each decoder mode:")
+    small = pooled["max"]
+    cols = st.columns(len(teach.UPSAMPLE_MODES))
+    for col, mode in zip(cols, teach.UPSAMPLE_MODES):
+        up = teach.upsample(small["output"], mode=mode, indices=small["indices"], output_shape=fmap.shape)
+        col.plotly_chart(heatmap(up, mode, zmin=0, zmax=1), key=f"learn.up.{mode}")
+    st.caption(
+        "transpose: an untrained stride-2 transposed convolution with a 2×2 kernel of ones (equals "
+        "nearest until trained); unpool: each maximum returns to where max-pooling found it."
+    )
+
+
+def activations() -> None:
+    st.header("Activation functions and their derivatives")
+    names = st.multiselect(
+        "Activations",
+        list(teach.ACTIVATIONS),
+        default=["relu", "tanh", "sigmoid", "gelu"],
+        key="learn.activations",
+    )
+    if not names:
+        return
+    curves = teach.activation_curves(tuple(names))
+    long = pd.concat(
+        [
+            pd.DataFrame(
+                {"x": curves["x"], "f(x)": curves[n]["f"], "f'(x)": curves[n]["df"], "activation": n}
+            )
+            for n in names
+        ]
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(px.line(long, x="x", y="f(x)", color="activation", title="f(x)"), key="learn.act_f")
+    right.plotly_chart(
+        px.line(long, x="x", y="f'(x)", color="activation", title="f'(x) (autograd)"), key="learn.act_df"
+    )
+
+
+def optimizer_race() -> None:
+    st.header("Optimizer race")
+    cols = st.columns(3)
+    problem = cols[0].selectbox("Problem", list(teach.PROBLEMS), key="learn.problem")
+    steps = cols[1].slider("Steps", 10, 300, 100, key="learn.steps")
+    lr = cols[2].select_slider(
+        "Learning rate", [0.001, 0.003, 0.01, 0.03, 0.05, 0.1], value=0.01, key="learn.lr"
+    )
+    race = teach.optimizer_race(problem=problem, steps=steps, lr=lr)
+    loss = pd.concat(
+        [
+            pd.DataFrame({"step": np.arange(len(r["loss"])), "loss": r["loss"], "optimizer": n})
+            for n, r in race.items()
+        ]
+    )
+    path = pd.concat(
+        [pd.DataFrame({"x": r["path"][:, 0], "y": r["path"][:, 1], "optimizer": n}) for n, r in race.items()]
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        px.line(loss, x="step", y="loss", color="optimizer", log_y=True, title="loss"), key="learn.race_loss"
+    )
+    right.plotly_chart(
+        px.line(path, x="x", y="y", color="optimizer", title="path in parameter space"), key="learn.race_path"
+    )
+    st.caption(
+        "quadratic: 0.5(x² + 10y²), minimum at (0, 0); rosenbrock: (1−x)² + 100(y−x²)², minimum at (1, 1). "
+        "momentum = SGD with momentum 0.9."
+    )
+
+
+def regularization() -> None:
+    st.header("Dropout and batch normalisation on a tiny run")
+    st.markdown(
+        "A 64-wide MLP learns 40 noisy two-moons points (400 held out). Without regularisation it "
+        "memorises them: the training loss keeps falling while the validation loss turns up."
+    )
+    epochs = st.slider("Epochs", 50, 300, 150, step=50, key="learn.reg_epochs")
+    if st.button("Run the four variants", key="learn.reg_run"):
+        runs = {
+            "plain": (0.0, False),
+            "dropout 0.5": (0.5, False),
+            "batch norm": (0.0, True),
+            "both": (0.5, True),
+        }
+        with st.spinner("Training four tiny networks..."):
+            st.session_state[state.KEYS.learn_regularization] = {
+                label: regularization_curves(p, bn, epochs, 0) for label, (p, bn) in runs.items()
+            }
+    curves = st.session_state[state.KEYS.learn_regularization]
+    if curves:
+        frames = [
+            pd.DataFrame(
+                {
+                    "epoch": np.arange(1, len(c["val_loss"]) + 1),
+                    "train loss": c["train_loss"],
+                    "validation loss": c["val_loss"],
+                    "variant": label,
+                }
+            )
+            for label, c in curves.items()
+        ]
+        long = pd.concat(frames)
+        left, right = st.columns(2)
+        left.plotly_chart(
+            px.line(long, x="epoch", y="train loss", color="variant", title="training loss"),
+            key="learn.reg_train",
+        )
+        right.plotly_chart(
+            px.line(long, x="epoch", y="validation loss", color="variant", title="validation loss"),
+            key="learn.reg_val",
+        )
+
+
+st.title("Learn")
+model_anatomy()
+picked = pick_image()
+if picked is not None:
+    convolution_playground(picked)
+    pooling_and_upsampling(picked)
+activations()
+optimizer_race()
+regularization()

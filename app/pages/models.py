@@ -1,0 +1,88 @@
+"""Models page: default and trained weights with their cards; rename, delete, download.
+
+Lists ``*.safetensors`` in data/models/ and runs/<run>/ of the project folder. Cards come from the file's
+safetensors metadata (no tensors loaded, nothing unpickled). Names typed or chosen in the browser never
+leave those folders (app/model_files.resolve).
+"""
+
+from __future__ import annotations
+
+import model_files
+import pandas as pd
+import state
+import streamlit as st
+import views
+
+CARD_FIELDS = (
+    "task",
+    "model",
+    "classes",
+    "class_names",
+    "metrics",
+    "pixel_size_um",
+    "data",
+    "date",
+    "version",
+)
+
+st.title("Models")
+project = state.project_dir()
+st.caption(f"Weights in `data/models/` and `runs/<run>/` of the project folder `{project.name}`.")
+
+if st.session_state[state.KEYS.models_message]:
+    st.success(st.session_state[state.KEYS.models_message])
+    st.session_state[state.KEYS.models_message] = ""
+
+files = model_files.list_models(project)
+if not files:
+    st.info(
+        "No model files yet. Trained runs appear here as runs/<run>/model.safetensors; "
+        "default weights go to data/models/."
+    )
+    st.stop()
+
+st.dataframe(
+    pd.DataFrame([{"model": f.name, "size (MB)": round(f.size_bytes / 1e6, 3)} for f in files]),
+    hide_index=True,
+)
+choice = st.selectbox("Model", [f.name for f in files], key="models.choice")
+
+
+def show_card(card: dict) -> None:
+    """Known card fields first (as a table), then the rest as JSON."""
+    known = {k: card[k] for k in CARD_FIELDS if k in card}
+    if known:
+        rows = [{"field": k, "value": str(v)} for k, v in known.items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    rest = {k: v for k, v in card.items() if k not in known}
+    if rest:
+        st.json(rest, expanded=False)
+    if not card:
+        st.warning("This file has no model card (empty metadata): it cannot be used for prediction.")
+
+
+with views.friendly_errors("Reading the model card"):
+    path = model_files.resolve(project, choice)
+    show_card(model_files.read_card(path))
+    st.download_button(
+        "Download weights (.safetensors)",
+        data=path.read_bytes(),
+        file_name=path.name,
+        mime="application/octet-stream",
+        key="models.download",
+    )
+
+with st.expander("Rename or delete"):
+    new_name = st.text_input("New file name (without .safetensors)", key="models.new_name")
+    col_rename, col_delete = st.columns(2)
+    if col_rename.button("Rename", key="models.rename") and new_name:
+        with views.friendly_errors("Rename"):
+            target = model_files.rename(project, choice, new_name)
+            st.session_state[state.KEYS.models_message] = f"Renamed {choice} to {target.name}."
+            st.rerun()
+    confirm = col_delete.checkbox("Yes, delete this file", key="models.confirm_delete")
+    if col_delete.button("Delete", key="models.delete", disabled=not confirm):
+        with views.friendly_errors("Delete"):
+            model_files.delete(project, choice)
+            st.session_state[state.KEYS.models_message] = f"Deleted {choice}."
+            st.rerun()

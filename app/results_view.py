@@ -1,0 +1,131 @@
+"""Analyze results: run a method through microcnn, then show overlay, tables, plots and downloads.
+
+``analyze`` only calls microcnn (classical segmentation, quantification) and packs what came back into one
+plain dict kept in the session; ``show`` displays it. Numbers carry their unit (µm when the pixel size is
+known, else px) in column names and in the JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+import views
+
+import microcnn
+
+SEED = 0  # bootstrap seed for the phase-fraction CI, recorded in the report (same image -> same numbers)
+
+
+def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """Segment ``image`` with a classical method and quantify it. Returns the session's result bundle."""
+    from microcnn.analysis.classical import CLASSICAL
+
+    from microcnn.analysis import quantify as q
+
+    result = CLASSICAL.get(method)(image, **options)
+    fractions = q.phase_fractions(result, rng=np.random.default_rng(SEED))
+    labels = result.meta.get("labels")
+    objects_input = labels if labels is not None else (result.mask == len(result.class_names) - 1)
+    objects = q.measure_objects(objects_input, pixel_size_um=image.pixel_size_um)
+    diameter = f"equivalent_diameter_{'um' if image.pixel_size_um else 'px'}"
+    summary = q.size_summary(objects, diameter) if len(objects) else {}
+    report = {
+        "file": name,
+        "microcnn_version": microcnn.__version__,
+        "method": result.method,
+        "options": options,
+        "pixel_size_um": image.pixel_size_um,
+        "pixel_size_source": image.meta.get("pixel_size_source"),
+        "unit": image.unit,
+        "info_bar_cropped": image.meta.get("info_bar"),
+        "image_shape_px": list(image.shape),
+        "segmentation": result.to_dict(),
+        "phase_fractions": {"ci_bootstrap_seed": SEED, "rows": fractions.to_dict(orient="records")},
+        "objects": {"measured_phase": "labels" if labels is not None else result.class_names[-1]},
+        "size_summary": summary,
+    }
+    return {
+        "name": name,
+        "pixels": image.pixels,
+        "mask": np.asarray(result.mask),
+        "class_names": list(result.class_names),
+        "fractions": fractions,
+        "objects": objects,
+        "diameter_column": diameter,
+        "report": report,
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def report_json(outcome: dict[str, Any]) -> str:
+    return json.dumps(outcome["report"], indent=2, ensure_ascii=False, default=_json_default)
+
+
+def show(outcome: dict[str, Any]) -> None:
+    """Overlay with opacity and legend, phase fractions with CI, size histogram + table, downloads."""
+    st.subheader(f"Results: {outcome['report']['method']}")
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="analyze.opacity")
+    over = views.overlay(outcome["pixels"], outcome["mask"], opacity=opacity)
+    st.image(over, caption=f"{outcome['name']}: phase map over the image")
+    st.markdown(views.legend_markdown(outcome["class_names"]), unsafe_allow_html=True)
+    st.markdown("**Phase fractions** (area fraction, 95 % confidence interval)")
+    st.dataframe(outcome["fractions"], hide_index=True, key="analyze.fractions")
+    show_sizes(outcome)
+    downloads(outcome, over)
+
+
+def show_sizes(outcome: dict[str, Any]) -> None:
+    objects: pd.DataFrame = outcome["objects"]
+    column = outcome["diameter_column"]
+    unit = "µm" if column.endswith("_um") else "px"
+    st.markdown(
+        f"**Particles / grains**: {len(objects)} objects ({outcome['report']['objects']['measured_phase']})"
+    )
+    if not len(objects):
+        st.caption("No objects found for this phase.")
+        return
+    fig = px.histogram(objects, x=column, nbins=30, title=f"Equivalent diameter ({unit})")
+    fig.update_layout(xaxis_title=f"equivalent diameter ({unit})", yaxis_title="count", height=300)
+    st.plotly_chart(fig, key="analyze.histogram")
+    summary = outcome["report"]["size_summary"]
+    if summary:
+        st.dataframe(pd.DataFrame([summary]), hide_index=True, key="analyze.summary")
+    with st.expander("Per-object table"):
+        st.dataframe(objects, hide_index=True, key="analyze.objects")
+
+
+def downloads(outcome: dict[str, Any], over: np.ndarray) -> None:
+    stem = outcome["name"].rsplit(".", 1)[0]
+    cols = st.columns(4)
+    cols[0].download_button(
+        "Mask PNG",
+        views.png_bytes(outcome["mask"].astype(np.uint8)),
+        f"{stem}_mask.png",
+        "image/png",
+        key="dl.mask",
+    )
+    cols[1].download_button(
+        "Overlay PNG", views.png_bytes(over), f"{stem}_overlay.png", "image/png", key="dl.overlay"
+    )
+    cols[2].download_button(
+        "Particles CSV",
+        outcome["objects"].to_csv(index=False),
+        f"{stem}_particles.csv",
+        "text/csv",
+        key="dl.csv",
+    )
+    cols[3].download_button(
+        "JSON report", report_json(outcome), f"{stem}_report.json", "application/json", key="dl.json"
+    )

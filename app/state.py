@@ -1,0 +1,62 @@
+"""Every session-state key of the app, declared in one place, plus the app-wide limits and folders.
+
+Pages read and write ``st.session_state`` only through the names below, so a reader sees at a glance what
+one browser session keeps. Per-session data (uploads, masks, numbers) lives ONLY in ``st.session_state``;
+``st.cache_data`` is used only for pure functions of their arguments and ``st.cache_resource`` only for
+read-only shared objects (models in eval mode). Nothing here computes: ``microcnn`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+# Upload cap in MB: the same number as server.maxUploadSize in .streamlit/config.toml (a test checks it).
+MAX_UPLOAD_MB = 50
+# Pixel budget per image, checked from the header before decoding (read_micrograph's max_pixels).
+MAX_PIXELS = 40_000_000
+IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dm3", "dm4"]
+
+
+def project_dir() -> Path:
+    """Folder holding data/models/ and runs/: $MICROCNN_PROJECT_DIR, else the working directory."""
+    return Path(os.environ.get("MICROCNN_PROJECT_DIR", os.getcwd())).resolve()
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Session-state keys. Values are per browser session, never shared."""
+
+    # Analyze page
+    analyses: str = "analyze.results"  # dict[file_id, dict] -> results of the last run per uploaded file
+    analyze_errors: str = "analyze.errors"  # dict[file_id, message] -> friendly messages for bad uploads
+    micrographs: str = "analyze.micrographs"  # dict[file_id, (name, Micrograph)] -> decoded once per upload
+    # Learn page
+    learn_kernel: str = "learn.kernel"  # (k, k) list of floats: the edited convolution kernel
+    learn_regularization: str = "learn.regularization"  # dict[label, curves] of the last tiny training runs
+    # Models page
+    models_message: str = "models.message"  # str: outcome of the last rename / delete
+    # widget keys that tests and pages share
+    uploader: str = "analyze.uploader"
+
+
+KEYS = Keys()
+DEFAULTS: dict[str, Any] = {
+    KEYS.analyses: {},
+    KEYS.analyze_errors: {},
+    KEYS.micrographs: {},
+    KEYS.learn_kernel: None,
+    KEYS.learn_regularization: {},
+    KEYS.models_message: "",
+}
+
+
+def init_session() -> None:
+    """Create every declared key with its default (fresh objects per session, never shared)."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value.copy() if isinstance(value, dict) else value
