@@ -110,7 +110,8 @@ class ArchiveWriter:
         self.extra = dict(extra or {})
         if self.path.exists() and not overwrite:
             raise DatasetError(
-                f"Output '{self.path}' already exists. Choose another name or pass overwrite=True."
+                f"Output '{self.path}' already exists. Choose another name or pass overwrite=True "
+                "(CLI: --overwrite)."
             )
         self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
         self._file: Any = None

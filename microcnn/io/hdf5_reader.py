@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,21 @@ class ArchiveReader:
         if "sample_id" not in f:
             return ids
         return [g or i for g, i in zip(f["sample_id"].asstr()[()], ids, strict=True)]
+
+    def mask_counts(self, *, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Pixels per mask value over the archive ("not labelled" for 255), one mask read at a time."""
+        f = self._handle()
+        totals = np.zeros(256, dtype=np.int64)
+        for i in range(len(self)):
+            rows, cols = self._true_shape(f, i)
+            totals += np.bincount(f["masks"][i, :rows, :cols].ravel(), minlength=256)
+            if progress:
+                progress(i + 1, len(self))
+        names = self.info["class_names"]
+        out = {_class_name(names, v): int(totals[v]) for v in np.flatnonzero(totals[:255])}
+        if totals[255]:
+            out["not labelled"] = int(totals[255])
+        return out
 
     @staticmethod
     def _true_shape(f: Any, index: int) -> tuple[int, int]:
