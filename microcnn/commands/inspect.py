@@ -45,8 +45,12 @@ def format_info(info: dict[str, Any]) -> str:
     if info.get("target_names"):
         pairs = zip(info["target_names"], info["target_units"], strict=False)
         lines.append("targets      " + ", ".join(f"{n} [{u or '-'}]" for n, u in pairs))
-    if "samples" in info:
+    if info.get("samples"):
         lines.append(f"samples      {info['samples']} distinct sample ids")
+    elif "samples" in info:
+        lines.append("samples      no sample ids (each image is its own group in splits)")
+    if info.get("extra"):
+        lines.append(f"extra        {json.dumps(info['extra'], ensure_ascii=False)[:200]}")
     return "\n".join(lines)
 
 
