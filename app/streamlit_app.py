@@ -19,11 +19,15 @@ import state  # noqa: E402  (needs APP_DIR on sys.path)
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+# Pages live in app/app_pages/, not app/pages/: a folder named "pages" next to the entry point switches on
+# Streamlit's old directory-based navigation (its own sidebar list, pages run without this entry point).
 # Batch and Train are added when microcnn.inference / microcnn.engine land (see docs/app.md).
 PAGES = [
-    st.Page(str(APP_DIR / "pages" / "analyze.py"), title="Analyze", icon=":material/biotech:", default=True),
-    st.Page(str(APP_DIR / "pages" / "learn.py"), title="Learn", icon=":material/school:"),
-    st.Page(str(APP_DIR / "pages" / "models.py"), title="Models", icon=":material/inventory_2:"),
+    st.Page(
+        str(APP_DIR / "app_pages" / "analyze.py"), title="Analyze", icon=":material/biotech:", default=True
+    ),
+    st.Page(str(APP_DIR / "app_pages" / "learn.py"), title="Learn", icon=":material/school:"),
+    st.Page(str(APP_DIR / "app_pages" / "models.py"), title="Models", icon=":material/inventory_2:"),
 ]
 
 

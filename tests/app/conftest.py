@@ -31,7 +31,7 @@ def new_session(project: Path) -> Callable[[str], AppTest]:
         at = AppTest.from_file(str(APP), default_timeout=90)
         at.run()
         if page != "analyze":
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"app_pages/{page}.py").run()
         return at
 
     return make

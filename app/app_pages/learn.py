@@ -91,7 +91,12 @@ def pick_image() -> np.ndarray | None:
 
 
 def kernel_editor() -> np.ndarray:
-    preset = st.selectbox("Kernel", list(teach.KERNELS), index=1, key="learn.kernel_preset")
+    preset = st.selectbox(
+        "Kernel",
+        list(teach.KERNELS),
+        index=list(teach.KERNELS).index("Gaussian blur"),
+        key="learn.kernel_preset",
+    )
     frame = pd.DataFrame(teach.KERNELS[preset], columns=["c0", "c1", "c2"])
     edited = st.data_editor(frame, key=f"learn.kernel_edit.{preset}", width="content")
     kernel = edited.to_numpy(dtype=np.float32)

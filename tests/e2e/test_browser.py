@@ -1,0 +1,52 @@
+"""The app in a real browser: upload a 16-bit TIFF on Analyze, see overlay + tables + download; open Learn."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def write_tiff16(path: Path) -> Path:
+    """64x64 uint16 TIFF: background 10000 with four bright 12x12 squares (50000), 4 px/µm (ImageJ)."""
+    import tifffile
+
+    image = np.full((64, 64), 10_000, np.uint16)
+    for r0, c0 in ((6, 6), (6, 40), (40, 6), (40, 40)):
+        image[r0 : r0 + 12, c0 : c0 + 12] = 50_000
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image, resolution=(4.0, 4.0), imagej=True, metadata={"unit": "um"})
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_analyze_16bit_tiff_in_the_browser(page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
+    pytest.importorskip("microcnn.analysis.classical", reason="the classical methods have not landed yet")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+    page.goto(app_url)
+    expect(page.get_by_text("Upload a micrograph to start.")).to_be_visible()
+    uploader = page.get_by_test_id("stFileUploader").locator('input[type="file"]')
+    uploader.set_input_files(str(write_tiff16(tmp_path / "steel16.tif")))
+    expect(page.get_by_text("uint16 (16-bit)")).to_be_visible()
+    page.get_by_role("button", name="Analyze").click()
+    expect(page.get_by_text("Phase fractions")).to_be_visible()
+    expect(page.get_by_test_id("stImage").first).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stDownloadButton").first).to_be_visible()
+    page.screenshot(path=str(artifacts / "analyze_16bit.png"), full_page=True)
+
+
+def test_learn_page_opens(page, app_url: str, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+    page.goto(f"{app_url}/learn")
+    expect(page.get_by_text("Convolution playground")).to_be_visible()
+    expect(page.get_by_text("Optimizer race")).to_be_visible()
+    page.screenshot(path=str(artifacts / "learn.png"), full_page=True)
