@@ -61,16 +61,12 @@ def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *,
     }
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def report_json(outcome: dict[str, Any]) -> str:
-    return json.dumps(outcome["report"], indent=2, ensure_ascii=False, default=_json_default)
+    """The JSON report: every number with its unit, the method and options, the pixel size and its source."""
+    from microcnn.analysis.results import jsonable
+
+    # twice: the first pass turns numpy scalars into floats, the second turns NaN/inf floats into null
+    return json.dumps(jsonable(jsonable(outcome["report"])), indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def show(outcome: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ by side, activation functions with derivatives, an optimizer race, dropout / bat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,23 +51,41 @@ def heatmap(
     return fig
 
 
+def zoo() -> tuple[Any, Any, Any] | None:
+    """(build_model, list_models, describe) when the model zoo and describe are in this build, else None."""
+    try:
+        from microcnn.models import build_model, list_models
+        from microcnn.models.describe import describe
+    except ImportError:
+        return None
+    return build_model, list_models, describe
+
+
 def model_anatomy() -> None:
     st.header("Model anatomy")
-    try:
-        from microcnn.models import build_model, describe, list_models
-    except ImportError:
-        st.info(
-            "The model zoo (microcnn.models) is not part of this build yet; this section appears with it."
-        )
+    found = zoo()
+    if found is None:
+        st.info("The layer table needs microcnn.models.describe, which is not part of this build yet.")
+        formulas()
         return
-    cols = st.columns(4)
+    list_models = found[1]
+    cols = st.columns(3)
     name = cols[0].selectbox("Model", list_models(), key="learn.model")
-    channels = cols[1].number_input("Channels", 1, 3, 1, key="learn.channels")
-    size = cols[2].number_input("Input size (px)", 32, 512, 64, step=32, key="learn.size")
+    channels = int(cols[1].number_input("Channels", 1, 3, 1, key="learn.channels"))
+    size = int(cols[2].number_input("Input size (px)", 16, 512, 64, step=16, key="learn.size"))
     with views.friendly_errors("Describing the model"):
-        table = describe(build_model(name, in_channels=int(channels)), input_shape=(channels, size, size))
-        st.dataframe(table.to_dataframe(), hide_index=True)
+        table = describe_table(name, channels, size)
+        st.dataframe(table, hide_index=True, key="learn.describe")
     formulas()
+
+
+@st.cache_data(show_spinner="Building the model and tracing its layers...", max_entries=16)
+def describe_table(name: str, channels: int, size: int) -> pd.DataFrame:
+    """Per-layer table of zoo model ``name`` for a (channels, size, size) input (pure function)."""
+    build_model, _, describe = zoo()
+    return describe(
+        build_model(name, in_channels=channels), input_shape=(channels, size, size)
+    ).to_dataframe()
 
 
 def formulas() -> None:
@@ -106,7 +125,7 @@ def kernel_editor() -> np.ndarray:
 
 def output_size(n: int, k: int, s: int, p: int, d: int) -> int | None:
     try:
-        from microcnn.models import conv_output_size
+        from microcnn.models.describe import conv_output_size
     except ImportError:
         return None
     return int(conv_output_size(n, k, s=s, p=p, d=d))

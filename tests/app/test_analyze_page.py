@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from app_images import tiff16, two_phase_image
 
@@ -60,3 +63,48 @@ def test_two_sessions_do_not_share_uploads(new_session) -> None:
     assert second.session_state["analyze.micrographs"] == {}
     assert any("Upload a micrograph" in i.value for i in second.info)
     assert [v[0] for v in first.session_state["analyze.micrographs"].values()] == ["mine.tif"]
+
+
+def analyzed(new_session, method: str = "otsu"):
+    pytest.importorskip("microcnn.analysis.classical", reason="the classical methods have not landed yet")
+    at = upload(new_session(), "steel.tif", tiff16(two_phase_image(), resolution_px_per_um=4.0))
+    at.radio(key="analyze.method").set_value(method)
+    at.button(key="analyze.run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_otsu_results_fractions_sizes_and_downloads(new_session) -> None:
+    at = analyzed(new_session)
+    fractions = at.dataframe(key="analyze.fractions").value
+    # hand count: four 12x12 squares in 64x64 -> 576 / 4096 bright pixels
+    assert fractions["fraction"].tolist() == pytest.approx([1 - 576 / 4096, 576 / 4096])
+    objects = at.session_state["analyze.results"]
+    outcome = next(iter(objects.values()))
+    table = outcome["objects"]
+    assert len(table) == 4
+    # equivalent diameter of a 144 px² square = sqrt(4·144/π) px, at 0.25 µm/px
+    assert table["equivalent_diameter_um"].tolist() == pytest.approx([np.sqrt(4 * 144 / np.pi) * 0.25] * 4)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Mask PNG", "Overlay PNG", "Particles CSV", "JSON report"]
+
+
+def test_json_report_carries_units_method_and_pixel_size(new_session) -> None:
+    import results_view
+
+    at = analyzed(new_session)
+    outcome = next(iter(at.session_state["analyze.results"].values()))
+    report = json.loads(results_view.report_json(outcome))
+    assert report["pixel_size_um"] == 0.25 and report["unit"] == "µm"
+    assert report["method"].startswith("otsu")
+    assert report["size_summary"]["unit"] == "µm"
+    assert report["pixel_size_source"]
+
+
+def test_two_sessions_do_not_share_results(new_session) -> None:
+    first = analyzed(new_session)
+    second = new_session()
+    assert len(first.session_state["analyze.results"]) == 1
+    assert second.session_state["analyze.results"] == {}
+    assert not second.get("download_button")
