@@ -22,41 +22,38 @@ SEED = 0  # bootstrap seed for the phase-fraction CI, recorded in the report (sa
 
 
 def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *, name: str) -> dict[str, Any]:
-    """Segment ``image`` with a classical method and quantify it. Returns the session's result bundle."""
-    from microcnn.analysis.classical import CLASSICAL
+    """Segment ``image`` with a classical method and quantify it. Returns the session's result bundle.
 
-    from microcnn.analysis import quantify as q
+    ``options`` are the method's keyword arguments plus an optional "particle_class" for quantify.
+    """
+    from microcnn.analysis import CLASSICAL, quantify
 
-    result = CLASSICAL.get(method)(image, **options)
-    fractions = q.phase_fractions(result, rng=np.random.default_rng(SEED))
-    labels = result.meta.get("labels")
-    objects_input = labels if labels is not None else (result.mask == len(result.class_names) - 1)
-    objects = q.measure_objects(objects_input, pixel_size_um=image.pixel_size_um)
-    diameter = f"equivalent_diameter_{'um' if image.pixel_size_um else 'px'}"
-    summary = q.size_summary(objects, diameter) if len(objects) else {}
+    method_options = {k: v for k, v in options.items() if k != "particle_class"}
+    result = CLASSICAL.get(method)(image, **method_options)
+    rep = quantify(result, particle_class=options.get("particle_class"), rng=SEED)
     report = {
         "file": name,
         "microcnn_version": microcnn.__version__,
-        "method": result.method,
         "options": options,
-        "pixel_size_um": image.pixel_size_um,
         "pixel_size_source": image.meta.get("pixel_size_source"),
-        "unit": image.unit,
         "info_bar_cropped": image.meta.get("info_bar"),
         "image_shape_px": list(image.shape),
+        "phase_fraction_ci": {"method": "bootstrap over tiles", "seed": SEED},
+        **rep.to_dict(),
         "segmentation": result.to_dict(),
-        "phase_fractions": {"ci_bootstrap_seed": SEED, "rows": fractions.to_dict(orient="records")},
-        "objects": {"measured_phase": "labels" if labels is not None else result.class_names[-1]},
-        "size_summary": summary,
     }
+    objects = rep.objects if rep.objects is not None else pd.DataFrame()
     return {
         "name": name,
         "pixels": image.pixels,
         "mask": np.asarray(result.mask),
         "class_names": list(result.class_names),
-        "fractions": fractions,
+        "fractions": rep.fractions,
         "objects": objects,
-        "diameter_column": diameter,
+        "size": rep.size,
+        "astm": rep.astm,
+        "notes": list(rep.notes),
+        "unit": rep.unit,
         "report": report,
     }
 
@@ -71,7 +68,7 @@ def report_json(outcome: dict[str, Any]) -> str:
 
 def show(outcome: dict[str, Any]) -> None:
     """Overlay with opacity and legend, phase fractions with CI, size histogram + table, downloads."""
-    st.subheader(f"Results: {outcome['report']['method']}")
+    st.subheader(f"Results: {outcome['report']['method']} (lengths in {outcome['unit']})")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="analyze.opacity")
     over = views.overlay(outcome["pixels"], outcome["mask"], opacity=opacity)
     st.image(over, caption=f"{outcome['name']}: phase map over the image")
@@ -83,21 +80,27 @@ def show(outcome: dict[str, Any]) -> None:
 
 
 def show_sizes(outcome: dict[str, Any]) -> None:
+    """Histogram of equivalent diameters, the size summary, ASTM G where it applies, per-object table."""
     objects: pd.DataFrame = outcome["objects"]
-    column = outcome["diameter_column"]
-    unit = "µm" if column.endswith("_um") else "px"
-    st.markdown(
-        f"**Particles / grains**: {len(objects)} objects ({outcome['report']['objects']['measured_phase']})"
-    )
+    unit = outcome["unit"]
+    column = f"equivalent_diameter_{'um' if unit == 'µm' else 'px'}"
+    for note in outcome["notes"]:
+        st.caption(note)
+    if outcome["astm"]:
+        astm = outcome["astm"]
+        st.metric(
+            "ASTM E112 grain size G",
+            f"{astm['G']:.2f}",
+            help=f"mean lineal intercept {astm['mean_intercept_um']:.3g} µm",
+        )
     if not len(objects):
-        st.caption("No objects found for this phase.")
         return
+    st.markdown(f"**Particles / grains**: {len(objects)} objects")
     fig = px.histogram(objects, x=column, nbins=30, title=f"Equivalent diameter ({unit})")
     fig.update_layout(xaxis_title=f"equivalent diameter ({unit})", yaxis_title="count", height=300)
     st.plotly_chart(fig, key="analyze.histogram")
-    summary = outcome["report"]["size_summary"]
-    if summary:
-        st.dataframe(pd.DataFrame([summary]), hide_index=True, key="analyze.summary")
+    if outcome["size"]:
+        st.dataframe(pd.DataFrame([outcome["size"]]), hide_index=True, key="analyze.summary")
     with st.expander("Per-object table"):
         st.dataframe(objects, hide_index=True, key="analyze.objects")
 

@@ -126,9 +126,24 @@ def method_section() -> tuple[str | None, dict[str, Any]]:
     options: dict[str, Any] = {}
     if name == "multi_otsu":
         options["classes"] = st.slider("Phases", 2, 5, 3, key="analyze.classes")
-    if name == "watershed":
+        phases = list(range(options["classes"]))
+        options["particle_class"] = st.selectbox(
+            "Phase to measure as particles (0 = darkest)",
+            phases,
+            index=len(phases) - 1,
+            key="analyze.particles",
+        )
+    if name == "watershed_particles":
         options["min_distance_px"] = st.slider(
-            "Minimum particle spacing (px)", 2, 50, 7, key="analyze.min_dist"
+            "Minimum particle spacing (px)", 2, 50, 5, key="analyze.min_dist"
+        )
+    if name == "adaptive_threshold":
+        options["block_size_px"] = st.slider(
+            "Neighbourhood (px, odd)", 3, 201, 51, step=2, key="analyze.block"
+        )
+    if name != "multi_otsu":
+        options["invert"] = st.toggle(
+            "Dark objects on a bright background", value=False, key="analyze.invert"
         )
     st.caption("CNN models are listed here once prediction (microcnn.inference) is part of this build.")
     return name, options

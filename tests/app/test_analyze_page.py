@@ -77,7 +77,7 @@ def analyzed(new_session, method: str = "otsu"):
 
 def test_otsu_results_fractions_sizes_and_downloads(new_session) -> None:
     at = analyzed(new_session)
-    fractions = at.dataframe(key="analyze.fractions").value
+    fractions = at.dataframe[0].value  # the first table of the results: phase fractions
     # hand count: four 12x12 squares in 64x64 -> 576 / 4096 bright pixels
     assert fractions["fraction"].tolist() == pytest.approx([1 - 576 / 4096, 576 / 4096])
     objects = at.session_state["analyze.results"]
@@ -98,7 +98,7 @@ def test_json_report_carries_units_method_and_pixel_size(new_session) -> None:
     report = json.loads(results_view.report_json(outcome))
     assert report["pixel_size_um"] == 0.25 and report["unit"] == "µm"
     assert report["method"].startswith("otsu")
-    assert report["size_summary"]["unit"] == "µm"
+    assert report["objects"]["equivalent_diameter"]["unit"] == "µm"
     assert report["pixel_size_source"]
 
 
