@@ -122,7 +122,9 @@ def method_section() -> tuple[str | None, dict[str, Any]]:
         st.warning("The classical methods (microcnn.analysis) are not part of this build yet.")
         return None, {}
     st.markdown("**Classical** (no training needed)")
-    name = st.radio("Method", CLASSICAL.names(), key="analyze.method", horizontal=True)
+    names = CLASSICAL.names()
+    default = names.index("otsu") if "otsu" in names else 0
+    name = st.radio("Method", names, index=default, key="analyze.method", horizontal=True)
     options: dict[str, Any] = {}
     if name == "multi_otsu":
         options["classes"] = st.slider("Phases", 2, 5, 3, key="analyze.classes")

@@ -41,3 +41,17 @@ def test_regularization_runs_four_variants(new_session) -> None:
     assert all(len(c["val_loss"]) == 50 for c in curves.values())
     # 40 points, chance level is ln 2: the unregularised net must fit its training set below that.
     assert curves["plain"]["train_loss"][-1] < math.log(2)
+
+
+def test_describe_table_parameters_of_lenet5(new_session) -> None:
+    import pytest
+
+    pytest.importorskip("microcnn.models.describe", reason="describe has not landed yet")
+    at = new_session("learn")
+    at.selectbox(key="learn.model").select("lenet5")
+    at.number_input(key="learn.size").set_value(32).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    # LeCun et al. 1998 / the models brief: LeNet-5 on 1x32x32 with 10 classes has 61,706 parameters
+    param_col = next(c for c in table.columns if "param" in c.lower())
+    assert int(table[param_col].sum()) == 61_706
