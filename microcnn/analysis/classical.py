@@ -171,12 +171,13 @@ def adaptive_threshold(
     )
 
 
-def split_touching(binary: np.ndarray, *, min_distance_px: int = 5) -> np.ndarray:
+def split_touching(binary: np.ndarray, *, min_distance_px: int = 5, min_area_px: int = 4) -> np.ndarray:
     """Separate touching convex particles: watershed of the distance transform from its local maxima.
 
     Args:
         binary: (H, W) bool, True on particles.
         min_distance_px: smallest distance in px between two particle centres (≈ smallest radius).
+        min_area_px: specks smaller than this (8-connected) are removed first (noise, not particles).
 
     Returns:
         (H, W) int32 label image, 0 = background, 1..N particles.
@@ -184,9 +185,12 @@ def split_touching(binary: np.ndarray, *, min_distance_px: int = 5) -> np.ndarra
     from scipy import ndimage
     from skimage.feature import peak_local_max
     from skimage.measure import label
+    from skimage.morphology import remove_small_objects
     from skimage.segmentation import watershed
 
     binary = np.asarray(binary, dtype=bool)
+    if min_area_px > 1:
+        binary = remove_small_objects(binary, max_size=min_area_px - 1, connectivity=2)
     distance = ndimage.distance_transform_edt(binary)
     peaks = peak_local_max(distance, min_distance=min_distance_px, labels=label(binary), exclude_border=False)
     markers = np.zeros(binary.shape, np.int32)
@@ -199,11 +203,14 @@ def watershed_particles(
     image: Micrograph | np.ndarray,
     *,
     min_distance_px: int = 5,
+    min_area_px: int = 4,
     pixel_size_um: float | None = None,
     invert: bool = False,
     class_names: tuple[str, str] = ("background", "particle"),
 ) -> SegmentationResult:
     """Particles, touching ones separated: Otsu (unless ``image`` is already boolean), then watershed.
+
+    See :func:`split_touching` for ``min_distance_px`` and ``min_area_px`` (specks below it are dropped).
 
     Returns:
         SegmentationResult with mask (H, W) uint8 in {0, 1} and meta["labels"] (H, W) int32 particle
@@ -216,7 +223,7 @@ def watershed_particles(
     else:
         first = otsu(image, pixel_size_um=pixel_size_um, invert=invert)
         binary, meta, size = first.mask.astype(bool), dict(first.meta), first.pixel_size_um
-    labels = split_touching(binary, min_distance_px=min_distance_px)
+    labels = split_touching(binary, min_distance_px=min_distance_px, min_area_px=min_area_px)
     meta.update(labels=labels, n_particles=int(labels.max()), min_distance_px=min_distance_px)
     return SegmentationResult(
         mask=(labels > 0).astype(np.uint8),
