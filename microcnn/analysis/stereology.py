@@ -165,6 +165,23 @@ def _relative_accuracy(p_per_length: np.ndarray) -> float:
     return float(100.0 * half / p_per_length.mean())
 
 
+def _intercept_counts(grain_map: np.ndarray, method: str, angles_deg, n_lines: int, step_px: float):
+    """Per test line: intersections P (float), length in px, orientation group (radians; 0 for circles)."""
+    h, w = grain_map.shape
+    if method == "circles":
+        chords = _test_circles((h, w), step_px)
+    else:
+        chords = _test_lines((h, w), angles_deg, n_lines)
+    counts, lengths, groups = [], [], []
+    for rows, cols, closed, length, group in chords:
+        r_idx, c_idx = _four_connected(rows, cols, closed)
+        values = grain_map[np.clip(r_idx, 0, h - 1), np.clip(c_idx, 0, w - 1)]
+        counts.append(_count_crossings(values, closed))
+        lengths.append(length)
+        groups.append(group)
+    return np.asarray(counts, float), np.asarray(lengths, float), np.asarray(groups, float)
+
+
 def astm_grain_size(
     boundary_mask_or_labels: np.ndarray,
     *,
@@ -210,32 +227,17 @@ def astm_grain_size(
     if n_lines < 1 or step_px <= 0:
         raise AnalysisError(f"n_lines must be ≥ 1 and step_px > 0; got n_lines={n_lines}, step_px={step_px}.")
     grain_map = _grain_labels(boundary_mask_or_labels)
-    h, w = grain_map.shape
-    if method == "circles":
-        chords = _test_circles((h, w), step_px)
-    else:
-        chords = _test_lines((h, w), angles_deg, n_lines)
-    counts, lengths, groups = [], [], []
-    for rows, cols, closed, length, group in chords:
-        r_idx, c_idx = _four_connected(rows, cols, closed)
-        values = grain_map[np.clip(r_idx, 0, h - 1), np.clip(c_idx, 0, w - 1)]
-        counts.append(_count_crossings(values, closed))
-        lengths.append(length)
-        groups.append(group)
-    counts_arr, lengths_arr = np.asarray(counts, float), np.asarray(lengths, float)
-    total_p = int(counts_arr.sum())
+    counts, lengths, groups = _intercept_counts(grain_map, method, angles_deg, n_lines, step_px)
+    total_p = int(counts.sum())
     if total_p == 0:
         raise AnalysisError(
-            f"no grain boundary was crossed by {len(counts)} test lines on a {h}x{w} px map: the boundary "
-            "map is empty or the grains are larger than the image. Check the boundary class or use a "
-            "larger field."
+            f"no grain boundary was crossed by {len(counts)} test lines on a {grain_map.shape[0]}x"
+            f"{grain_map.shape[1]} px map: the boundary map is empty or the grains are larger than the "
+            "image. Check the boundary class or use a larger field."
         )
     # P_L per orientation (lines) or pooled (circles, isotropic already), then averaged with equal weight
     # per orientation, so that an anisotropic structure is not biased towards the longest chords.
-    groups_arr = np.asarray(groups)
-    p_l = [
-        counts_arr[groups_arr == g].sum() / lengths_arr[groups_arr == g].sum() for g in np.unique(groups_arr)
-    ]
+    p_l = [counts[groups == g].sum() / lengths[groups == g].sum() for g in np.unique(groups)]
     mean_px = float(1.0 / np.mean(p_l))
     mean_um = mean_px * float(pixel_size_um)
     return {
@@ -243,9 +245,9 @@ def astm_grain_size(
         "mean_intercept_um": mean_um,
         "mean_intercept_px": mean_px,
         "n_intersections": total_p,
-        "total_length_um": float(lengths_arr.sum() * pixel_size_um),
+        "total_length_um": float(lengths.sum() * pixel_size_um),
         "n_test_lines": len(counts),
-        "relative_accuracy_pct": _relative_accuracy(counts_arr / lengths_arr),
+        "relative_accuracy_pct": _relative_accuracy(counts / lengths),
         "method": f"ASTM E112-13 intercept, {method}",
         "note": ""
         if total_p >= 50
