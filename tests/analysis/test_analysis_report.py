@@ -67,3 +67,13 @@ def test_quantify_unknown_class_name():
     with pytest.raises(ValueError, match="Did you mean 'b'"):
         quantify(r, particle_class="bb")
     assert quantify(r).objects is None  # three classes and no particle class: nothing to measure
+
+
+def test_quantify_with_no_particles_exports_nulls_not_nan():
+    r = SegmentationResult(
+        mask=np.zeros((16, 16), np.uint8), class_names=["matrix", "particle"], pixel_size_um=1.0
+    )
+    d = json.loads(json.dumps(quantify(r).to_dict()))  # json.dumps would write NaN, which is not JSON
+    assert d["objects"]["n"] == 0
+    assert d["objects"]["equivalent_diameter"]["d50"] is None
+    assert d["boundary_length_per_area"]["value"] == 0.0
