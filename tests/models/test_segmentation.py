@@ -1,0 +1,57 @@
+"""Segmentation models: any input size (pad to the stride, crop back), every Up mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from microcnn.models import build_model
+from microcnn.models.blocks import UP_MODES
+
+
+@pytest.mark.parametrize("mode", UP_MODES)
+@pytest.mark.parametrize("name", ["unet", "segnet"])
+def test_odd_sizes_give_logits_of_the_input_size(name, mode):
+    net = build_model(name, num_classes=3, depth=3, base_channels=2, upsample=mode).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 1, 250, 333))
+    assert out.shape == (1, 3, 250, 333)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("fcn", {"base_channels": 2}), ("resnet_unet", {})])
+def test_other_segmenters_keep_odd_sizes(name, kwargs):
+    net = build_model(name, num_classes=3, **kwargs).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 65, 97)).shape == (1, 3, 65, 97)
+
+
+def test_crop_keeps_the_image_in_place():
+    # a 1-level U-Net with zero padding: the logits of a 9×9 image equal those of the same image
+    # zero-padded to 10×10 by hand, cropped back (padding is at the bottom/right only)
+    torch.manual_seed(0)
+    net = build_model("unet", depth=1, base_channels=2, norm="none", pad_mode="zeros").eval()
+    x = torch.rand(1, 1, 9, 9)
+    padded = torch.zeros(1, 1, 10, 10)
+    padded[..., :9, :9] = x
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(padded)[..., :9, :9])
+
+
+def test_depth_sets_stride_and_minimum():
+    net = build_model("unet", depth=3, base_channels=2)
+    assert net.output_stride == 8 and net.min_input_size == 8
+    with pytest.raises(ValueError, match=r"at least 8×8 px; got 7×40.*shallower"):
+        net(torch.zeros(1, 1, 7, 40))
+
+
+def test_resnet_unet_refuses_unpool_with_the_choices():
+    with pytest.raises(
+        ValueError, match=r"Unknown ResNet-U-Net upsample mode 'unpool'\..*Available: bilinear"
+    ):
+        build_model("resnet_unet", upsample="unpool")
+
+
+def test_widths_length_is_checked():
+    with pytest.raises(ValueError, match=r"widths needs depth \+ 1 = 3 entries; got 2"):
+        build_model("unet", depth=2, widths=[4, 8])
