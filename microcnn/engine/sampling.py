@@ -1,0 +1,101 @@
+"""A resumable, rank-sharded batch sampler and the epoch-aware dataset view it feeds.
+
+Written here because torch's samplers cannot start in the middle of an epoch (``DistributedSampler`` and
+``RandomSampler`` always begin at sample 0) and resume needs exactly that. The epoch's order is drawn from
+``torch.Generator().manual_seed(seed * 1_000_003 + epoch)``, so it depends on (seed, epoch) only: the same
+after a restart, with any number of workers. Each global batch of ``batch_size`` samples is cut into
+``world_size`` contiguous parts, one per rank, so N processes see exactly the samples one process would.
+
+The sampler yields ``(epoch, index)`` keys; :class:`EpochView` passes the epoch to datasets that want it
+(random crops and augmentations seeded per (epoch, index)) and plain indices to the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class EpochBatches(Sampler):
+    """Batches of ``(epoch, index)`` keys for this rank, from sample ``offset`` of epoch ``epoch`` on.
+
+    Args:
+        n: dataset length.
+        batch_size: global batch (all ranks together).
+        seed: base seed of the order.
+        rank, world_size: this process's share.
+        shuffle: random order (training) or 0..n-1 (evaluation).
+        weights: (n,) sampling weights for class-balanced sampling (with replacement); None = permutation.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        self.n = int(n)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle = shuffle
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.epoch = 0
+        self.offset = 0  # samples of this epoch already consumed (globally)
+
+    def order(self, epoch: int) -> list[int]:
+        """The epoch's sample order (global, identical on every rank)."""
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def global_batches(self) -> list[list[int]]:
+        """The remaining global batches of the current epoch (from ``offset``)."""
+        rest = self.order(self.epoch)[self.offset :]
+        return [rest[i : i + self.batch_size] for i in range(0, len(rest), self.batch_size)]
+
+    def _share(self, batch: list[int]) -> list[int]:
+        base, extra = divmod(len(batch), self.world_size)
+        start = self.rank * base + min(self.rank, extra)
+        return batch[start : start + base + (1 if self.rank < extra else 0)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.global_batches():
+            if len(batch) < self.world_size:
+                return  # a last batch too small to give every rank a sample (DDP needs all ranks to step)
+            yield [(self.epoch, i) for i in self._share(batch)]
+
+    def __len__(self) -> int:
+        return sum(1 for b in self.global_batches() if len(b) >= self.world_size)
+
+
+class EpochView(Dataset):
+    """``dataset[(epoch, i)]``: calls ``dataset.get(i, epoch=epoch)`` where defined, else ``dataset[i]``."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        get = getattr(self.dataset, "get", None)
+        return get(index, epoch=epoch) if callable(get) else self.dataset[index]
+
+
+def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
+    """Evaluation share of a rank: every ``world_size``-th sample (no padding, no duplicates)."""
+    return list(range(rank, n, world_size))

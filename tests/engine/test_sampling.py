@@ -1,0 +1,45 @@
+"""The resumable sharded batch sampler: rank shares, resume offsets, class-balanced draws."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from microcnn.engine.sampling import EpochBatches, shard_indices
+
+
+def _indices(sampler):
+    return [[i for _, i in batch] for batch in sampler]
+
+
+def _flat(sampler):
+    return [i for batch in sampler for _, i in batch]
+
+
+def test_ranks_split_each_global_batch():
+    one = EpochBatches(10, batch_size=4, seed=3)
+    ranks = [EpochBatches(10, batch_size=4, seed=3, rank=r, world_size=2) for r in range(2)]
+    merged = [a + b for a, b in zip(*map(_indices, ranks), strict=True)]
+    assert merged == _indices(one)
+    assert sorted(_flat(one)) == list(range(10))  # a permutation: each sample once
+
+
+def test_offset_resumes_inside_an_epoch_and_epochs_differ():
+    s = EpochBatches(10, batch_size=4, seed=3)
+    s.epoch = 1
+    full = _flat(s)
+    s.offset = 4
+    assert _flat(s) == full[4:]
+    s.epoch, s.offset = 2, 0
+    assert _flat(s) != full
+
+
+def test_balanced_weights_draw_classes_equally():
+    labels = [0] * 90 + [1] * 10
+    counts = Counter(labels)
+    s = EpochBatches(100, batch_size=100, seed=0, weights=[1 / counts[c] for c in labels])
+    drawn = Counter(labels[i] for batch in _indices(s) for i in batch)
+    assert abs(drawn[1] - 50) < 15  # binomial(100, 0.5): sd 5
+
+
+def test_eval_shards_cover_everything_once():
+    assert sorted(shard_indices(7, 0, 3) + shard_indices(7, 1, 3) + shard_indices(7, 2, 3)) == list(range(7))
