@@ -102,13 +102,19 @@ def save_weights(
 
 
 def _sniff(path: Path) -> bytes:
+    """The first 9 bytes of ``path``; missing or empty files raise ModelFileError."""
     if not path.is_file():
         raise ModelFileError(f"Model file '{path}' not found.")
     with path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
     if not head:
         raise ModelFileError(f"Model file '{path}' is empty: corrupt or unsupported model file.")
     return head
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """safetensors = u64 little-endian header length, then that many bytes of JSON starting with '{'."""
+    return len(head) == 9 and int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{"
 
 
 def _unsupported(path: Path, why: str) -> ModelFileError:
@@ -129,10 +135,14 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
     path = Path(path)
     head = _sniff(path)
-    if head.startswith(_ZIP_MAGIC):
-        raise _unsupported(path, "a PyTorch zip archive (torch.save or TorchScript), which needs unpickling")
-    if head[:1] == b"\x80":
-        raise _unsupported(path, "a Python pickle, which could run code when loaded")
+    if not _is_safetensors(head, path.stat().st_size):
+        if head.startswith(_ZIP_MAGIC):
+            why = "a PyTorch zip archive (torch.save or TorchScript), which needs unpickling"
+        elif head[:1] == b"\x80":
+            why = "a Python pickle, which could run code when loaded"
+        else:
+            why = "no safetensors header"
+        raise _unsupported(path, why)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             raw_meta = f.metadata() or {}

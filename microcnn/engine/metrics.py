@@ -134,7 +134,7 @@ class TaskMetrics:
         return out
 
     def _regression(self) -> dict[str, float]:
-        values = {k: m.compute().double().reshape(-1).cpu() for k, m in self.parts.items()}
+        values = {k: self._part(k) for k in self.parts}
         values["rmse"] = values.pop("mse").sqrt()
         names = self.target_names or ["target"]
         out = {k: _float(torch.nanmean(v)) for k, v in values.items()}
@@ -142,6 +142,12 @@ class TaskMetrics:
             for name, v in zip(names, values[key], strict=True):
                 out[f"{key}_{name}"] = _float(v)
         return out
+
+    def _part(self, key: str) -> torch.Tensor:
+        try:
+            return self.parts[key].compute().double().reshape(-1).cpu()
+        except ValueError:  # R² of fewer than two samples is undefined
+            return torch.full((max(len(self.target_names), 1),), float("nan"), dtype=torch.float64)
 
     def reset(self) -> None:
         for metric in self.parts.values():
