@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from app_images import tiff16, two_phase_image
+
+from .app_images import tiff16, two_phase_image
 
 
 def upload(at, name: str, data: bytes, mime: str = "image/tiff"):

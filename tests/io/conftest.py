@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtures import many_page_tiff
+
+from .fixtures import many_page_tiff
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-from fixtures import encode_pil, encode_tiff, raw_png, tiff_claiming
 from PIL import Image, ImageFile
 
 from microcnn.errors import (
@@ -24,6 +23,8 @@ from microcnn.io.images import (
     read_micrograph,
 )
 from microcnn.io.metadata import PixelSizeError
+
+from .fixtures import encode_pil, encode_tiff, raw_png, tiff_claiming
 
 
 def test_68_byte_png_claiming_20000_squared_is_refused_quickly():
@@ -63,7 +64,7 @@ def test_tiff_with_20000_pages_is_refused_in_well_under_a_second(tiff_20000_page
 
 
 def test_page_cap_is_configurable_and_page_range_checked():
-    from fixtures import many_page_tiff
+    from .fixtures import many_page_tiff
 
     data = many_page_tiff(3)
     with pytest.raises(ImageTooLargeError, match="3 pages"):

@@ -7,11 +7,12 @@ import io
 import numpy as np
 import pytest
 import tifffile
-from fixtures import encode_pil, encode_tiff, png16_rgb
 from PIL import Image
 
 from microcnn.io.images import GRAY_RULE_EQUAL, GRAY_RULE_LUMINANCE, read_micrograph
 from microcnn.io.micrograph import Micrograph
+
+from .fixtures import encode_pil, encode_tiff, png16_rgb
 
 U16 = np.array([[0, 255], [256, 65535]], np.uint16)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures import append_info_bar
 
 from microcnn.io.images import read_micrograph
 from microcnn.io.infobar import InfoBar, crop_info_bar, detect_info_bar, find_scale_bar
 from microcnn.io.micrograph import Micrograph
+
+from .fixtures import append_info_bar
 
 
 def _images(folder, pattern):

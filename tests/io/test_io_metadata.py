@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures import encode_tiff
 
 from microcnn.io.images import read_micrograph
 from microcnn.io.metadata import (
@@ -18,6 +17,8 @@ from microcnn.io.metadata import (
     pixel_size_from_zeiss,
     to_um,
 )
+
+from .fixtures import encode_tiff
 
 U16 = np.array([[0, 255], [256, 65535]], np.uint16)
 
