@@ -1,0 +1,261 @@
+"""``Predictor``: one or more trained models -> a result object for a micrograph of any size.
+
+The preprocessing stored in the checkpoint (``metadata["preprocessing"]["augment"]``: only its
+``Normalize`` entry is used at evaluation, per-image standardisation otherwise) is applied by the very same
+``build_transforms(..., train=False)`` call that evaluation uses, so training and prediction cannot drift.
+
+- Segmentation: sliding-window inference (:mod:`microcnn.inference.tiling`) with blended overlaps; the
+  output is the mean per-class probability over members and TTA symmetries, its standard deviation, and
+  the arg-max mask -> :class:`~microcnn.analysis.results.SegmentationResult`.
+- Classification / regression: the whole image in one pass when it fits in one tile (and the model takes
+  any size), otherwise the mean over tiles (of the model's fixed input size, if it has one).
+  -> :class:`ClassificationResult` / :class:`RegressionResult`.
+- Uncertainty: every (member, symmetry) pair is a sample; the std is the population standard deviation
+  over samples. Regression with a heteroscedastic head adds the mean predicted variance (law of total
+  variance, see :mod:`microcnn.inference.tta`).
+- ``rescale=True`` resamples the image to the training pixel size first (both sizes must be known) and maps
+  dense outputs back to the original rows/cols.
+
+Example:
+    >>> p = Predictor.from_checkpoint(["a.safetensors", "b.safetensors"], tta=True)   # doctest: +SKIP
+    >>> result = p.predict(read_micrograph("steel.tif"))                           # doctest: +SKIP
+    >>> result.mask.shape, result.std.shape                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from microcnn.analysis.results import ClassificationResult, RegressionResult, SegmentationResult
+from microcnn.errors import ModelFileError
+from microcnn.inference import tta as tta_mod
+from microcnn.inference.tiling import check_tiling, sliding_window, tile_grid
+from microcnn.io.micrograph import Micrograph
+
+Result = SegmentationResult | ClassificationResult | RegressionResult
+_SAME_KEYS = ("task", "class_names", "target_names", "target_units")
+
+
+class Predictor:
+    """Predict with an ensemble of models of one task (see the module docstring).
+
+    Args:
+        models: members (all the same task, classes and targets); put in eval mode on ``device``.
+        metadata: the checkpoint metadata of the first member (task, class_names, target_names,
+            target_units, preprocessing, pixel_size_um, model).
+        device: "auto" | "cpu" | "cuda[:N]" | "mps" (a GPU asked for and missing is an error).
+        tile: window side in px for large images; overlap: fraction shared by neighbouring windows.
+        tta: average over the 8 flips/rotations of the square (8x the compute).
+        batch_size: tiles per forward pass (bounds memory); blend: "gaussian" | "cosine" | "constant".
+        rescale: resample each image to the training pixel size before predicting.
+        names: labels of the members for ``result.method`` (file names by default).
+    """
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        metadata: dict[str, Any],
+        *,
+        device: str = "auto",
+        tile: int = 512,
+        overlap: float = 0.25,
+        tta: bool = False,
+        batch_size: int = 4,
+        blend: str = "gaussian",
+        rescale: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        from microcnn.engine.device import select_device
+
+        if not models:
+            raise ValueError("Predictor needs at least one model.")
+        check_tiling(tile=tile, overlap=overlap, batch_size=batch_size)
+        self.device = select_device(device)
+        self.models = [m.to(self.device).eval() for m in models]
+        self.metadata = dict(metadata)
+        self.task = str(metadata.get("task") or getattr(models[0], "task", ""))
+        if self.task not in ("classification", "segmentation", "regression"):
+            raise ModelFileError(f"Model metadata names no known task; got task={self.task!r}.")
+        self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, batch_size, blend
+        self.transforms = tta_mod.D4 if tta else tta_mod.IDENTITY
+        self.rescale = rescale
+        self.names = list(names) if names else [type(m).__name__ for m in models]
+        self._transform = _eval_transform(self.metadata)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | Sequence[str | Path], **kwargs: Any) -> Predictor:
+        """Load one ``.safetensors`` file or a list of them (an ensemble); ``kwargs`` as for ``__init__``.
+
+        Raises:
+            ModelFileError: a file is missing/corrupt, or the members disagree on task, classes or targets.
+
+        Example:
+            >>> Predictor.from_checkpoint("runs/seg/model.safetensors", tile=256)  # doctest: +SKIP
+        """
+        from microcnn.engine.checkpoint import load_model
+
+        paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+        loaded = [load_model(p, device="cpu") for p in paths]
+        first = loaded[0][1]
+        for p, (_, meta) in zip(paths[1:], loaded[1:]):
+            for key in (*_SAME_KEYS, "preprocessing"):
+                if meta.get(key) != first.get(key):
+                    raise ModelFileError(
+                        f"Ensemble members must agree on '{key}': '{paths[0].name}' has {first.get(key)!r}, "
+                        f"'{p.name}' has {meta.get(key)!r}. Use models trained for the same task and data."
+                    )
+        kwargs.setdefault("names", [p.name for p in paths])
+        return cls([m for m, _ in loaded], first, **kwargs)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.metadata.get("class_names") or []]
+
+    def preprocess(self, micrograph: Micrograph) -> tuple[torch.Tensor, float]:
+        """Micrograph -> ((C, H', W') float32 normalised tensor, scale factor H'/H applied by ``rescale``)."""
+        pixels = np.asarray(micrograph.pixels, dtype=np.float32)
+        in_ch = int(getattr(self.models[0], "in_channels", 0) or (1 if pixels.ndim == 2 else pixels.shape[2]))
+        have = 1 if pixels.ndim == 2 else pixels.shape[2]
+        if have != in_ch:
+            fix = "Read it with as_gray=True" if in_ch == 1 else f"Give a {in_ch}-channel image"
+            raise ValueError(
+                f"The model expects {in_ch}-channel images; this micrograph has {have} channel(s) "
+                f"(shape {pixels.shape}). {fix}."
+            )
+        factor = self._scale_factor(micrograph)
+        if factor != 1.0:
+            from skimage.transform import rescale as sk_rescale
+
+            axis = None if pixels.ndim == 2 else -1
+            pixels = sk_rescale(pixels, factor, order=1, anti_aliasing=factor < 1, channel_axis=axis)
+            pixels = np.clip(pixels, 0.0, 1.0).astype(np.float32)
+        return self._transform({"image": pixels})["image"], factor
+
+    def _scale_factor(self, micrograph: Micrograph) -> float:
+        if not self.rescale:
+            return 1.0
+        train_um = self.metadata.get("pixel_size_um")
+        if not train_um or micrograph.pixel_size_um is None:
+            raise ValueError(
+                f"rescale=True needs both pixel sizes; training: {train_um!r} µm, image: "
+                f"{micrograph.pixel_size_um!r} µm. Set the image's pixel size, or predict without rescaling."
+            )
+        return float(micrograph.pixel_size_um) / float(train_um)
+
+    def predict(
+        self, micrograph: Micrograph, *, progress: Callable[[int, int], None] | None = None
+    ) -> Result:
+        """Predict one micrograph (any size) -> Segmentation-, Classification- or RegressionResult.
+
+        ``progress(done, total)`` is called per batch of tiles.
+
+        Example:
+            >>> Predictor.from_checkpoint("m.safetensors").predict(micrograph).to_dict()   # doctest: +SKIP
+        """
+        image, factor = self.preprocess(micrograph)
+        with torch.inference_mode():
+            if self.task == "segmentation":
+                return self._segment(image, micrograph, factor, progress)
+            stack = self._image_level_samples(image, progress)
+        if self.task == "classification":
+            mean, std = tta_mod.mean_std(stack)
+            return ClassificationResult(
+                probabilities=mean.numpy(), class_names=self.class_names,
+                std=std.numpy() if self.n_samples > 1 else None, method=self.method, meta=self._meta(factor),
+            )  # fmt: skip
+        return self._regression_result(stack, factor)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per prediction: members x TTA symmetries."""
+        return len(self.models) * len(self.transforms)
+
+    @property
+    def method(self) -> str:
+        name = (self.metadata.get("model") or {}).get("name", type(self.models[0]).__name__)
+        tta = "+tta" if len(self.transforms) > 1 else ""
+        return f"{name}{tta}:{','.join(self.names)}"
+
+    def _meta(self, factor: float) -> dict[str, Any]:
+        return {"members": len(self.models), "tta": len(self.transforms) > 1, "tile": self.tile,
+                "overlap": self.overlap, "rescale_factor": factor, "device": str(self.device)}  # fmt: skip
+
+    def _samples(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        return tta_mod.samples(self.models, x, task=self.task, transforms=self.transforms).cpu()
+
+    def _segment(
+        self, image: torch.Tensor, micrograph: Micrograph, factor: float, progress: Any
+    ) -> SegmentationResult:
+        spread = self.n_samples > 1
+
+        def fn(tiles: torch.Tensor) -> torch.Tensor:
+            mean, std = tta_mod.mean_std(self._samples(tiles))
+            return torch.cat([mean, std], dim=1) if spread else mean
+
+        out = sliding_window(fn, image, tile=self.tile, overlap=self.overlap, blend=self.blend,
+                             batch_size=self.batch_size, progress=progress)  # fmt: skip
+        if factor != 1.0:  # back to the micrograph's own rows/cols
+            out = nn.functional.interpolate(out[None], size=micrograph.pixels.shape[:2], mode="bilinear")[0]
+        k = out.shape[0] // 2 if spread else out.shape[0]
+        probs = out[:k]
+        names = self.class_names or [f"class_{i}" for i in range(k)]
+        return SegmentationResult(
+            mask=probs.argmax(0).numpy().astype(np.uint8 if k < 255 else np.int32),
+            class_names=names, probabilities=probs.numpy(), std=out[k:].numpy() if spread else None,
+            pixel_size_um=micrograph.pixel_size_um, method=self.method, meta=self._meta(factor),
+        )  # fmt: skip
+
+    def _image_level_samples(self, image: torch.Tensor, progress: Any) -> torch.Tensor:
+        """(S, D) per-sample outputs averaged over the tiles of the image (see module docstring)."""
+        size = getattr(self.models[0], "exact_input_size", None)  # models with a fixed-size head
+        rows, cols = image.shape[-2:]
+        if size is None and rows <= self.tile and cols <= self.tile:
+            boxes = [(0, 0, rows, cols)]
+        else:
+            side = int(size or self.tile)
+            if rows < side or cols < side:
+                raise ValueError(f"The model needs images of at least {side}x{side} px; got {rows}x{cols}.")
+            boxes = tile_grid(rows, cols, tile=side, overlap=self.overlap)
+        parts = []
+        for first in range(0, len(boxes), self.batch_size):
+            batch = boxes[first : first + self.batch_size]
+            parts.append(self._samples(torch.stack([image[:, r : r + h, c : c + w] for r, c, h, w in batch])))
+            if progress is not None:
+                progress(min(first + self.batch_size, len(boxes)), len(boxes))
+        stack = torch.cat(parts, dim=1)  # (S, tiles, D)
+        if self.task == "regression" and stack.shape[-1] == 2 * self._num_targets():
+            t = self._num_targets()  # average variances (not log-variances) over tiles
+            var = stack[..., t:].exp().mean(dim=1)
+            return torch.cat([stack[..., :t].mean(dim=1), var.log()], dim=-1)
+        return stack.mean(dim=1)
+
+    def _num_targets(self) -> int:
+        names = self.metadata.get("target_names") or []
+        return len(names) or int(getattr(self.models[0], "num_targets", 1))
+
+    def _regression_result(self, stack: torch.Tensor, factor: float) -> RegressionResult:
+        t = self._num_targets()
+        mean, std = tta_mod.regression_mean_std(stack[:, None], num_targets=t)
+        hetero = stack.shape[-1] == 2 * t
+        names = list(self.metadata.get("target_names") or [f"target_{i}" for i in range(t)])
+        units = list(self.metadata.get("target_units") or ["1"] * t)
+        return RegressionResult(
+            values=mean[0].numpy(), target_names=names, target_units=units,
+            std=std[0].numpy() if (self.n_samples > 1 or hetero) else None,
+            method=self.method, meta={**self._meta(factor), "heteroscedastic": hetero},
+        )  # fmt: skip
+
+
+def _eval_transform(metadata: dict[str, Any]) -> Any:
+    """The evaluation pipeline of the checkpoint: its Normalize entry, else per-image standardisation."""
+    from microcnn.data.transforms import build_transforms
+
+    augment = (metadata.get("preprocessing") or {}).get("augment") or []
+    return build_transforms(augment, train=False)
