@@ -12,11 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def init_distributed(device_spec: str = "auto") -> DistInfo:
         if use_cuda:
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        if info.is_main:
+            log.info("distributed: world size %d, backend %s", world, dist.get_backend())
     return info
 
 

@@ -1,0 +1,164 @@
+"""The CLI end to end in subprocesses: SIGKILL + --resume gives the uninterrupted weights bit for bit,
+2-process DDP (gloo, float64) matches one process, evaluate and cv print their tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from microcnn.engine.checkpoint import load_resume_state
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _config(tmp_path: Path, **train) -> Path:
+    cfg = {
+        "name": "cli",
+        "task": "classification",
+        "seed": 3,
+        "data": {
+            "source": "synthetic",
+            "synthetic": {"n": 24, "size": 32, "seed": 1},
+            "cache_dir": str(tmp_path / "cache"),
+            "val_fraction": 0.25,
+        },
+        "model": {"name": "lenet5"},
+        "augment": [{"name": "HorizontalFlip", "p": 0.5}, {"name": "RandomRotate90", "p": 0.5}],
+        "optim": {"name": "adamw", "lr": 0.01},
+        "schedule": {"name": "cosine", "warmup_epochs": 1},
+        "train": {"epochs": 3, "batch_size": 2, "deterministic": True, **train},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _train(
+    config: Path, run_dir: Path, *extra: str, launcher: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    cmd = [*launcher] if launcher else [sys.executable]
+    cmd += ["-m", "microcnn", "train", str(config), "--run-dir", str(run_dir), *extra]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180, check=False)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_resume_state(run_dir / "last.pt")["model"]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    config = _config(tmp_path, checkpoint_every_steps=1)
+    done = _train(config, tmp_path / "full")
+    assert done.returncode == 0, done.stderr
+    total = load_resume_state(tmp_path / "full" / "last.pt")["trainer"]["step"]
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microcnn", "train", str(config), "--run-dir", str(run)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    cut = load_resume_state(run / "last.pt")["trainer"]
+    assert 0 < cut["step"] < total, "the kill should land mid-run"
+
+    resumed = _train(config, run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    full, back = _weights(tmp_path / "full"), _weights(run)
+    assert all(torch.equal(full[k], back[k]) for k in full)
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    # float64 and a model without dropout or batch norm: per-rank halves of each global batch of 4
+    config = _config(tmp_path, dtype="float64", batch_size=4, epochs=1, max_steps=3, device="cpu")
+    one = _train(config, tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    two = _train(config, tmp_path / "two", launcher=launcher)
+    assert two.returncode == 0, two.stderr
+    assert "distributed: world size 2, backend gloo" in two.stderr
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert all(v.dtype == torch.float64 for v in a.values())
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-12)
+    # validation metrics were reduced over both ranks' shares of the validation set
+    rows_one = (tmp_path / "one" / "metrics.csv").read_text().splitlines()
+    rows_two = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
+    assert rows_one[0] == rows_two[0]
+    vals_one = [float(v) for v in rows_one[1].split(",")]
+    vals_two = [float(v) for v in rows_two[1].split(",")]
+    assert vals_one == pytest.approx(vals_two, rel=1e-9)
+
+
+def test_existing_run_resume_errors_evaluate_and_cv(tmp_path):
+    config = _config(tmp_path, epochs=1, max_steps=2)
+    assert _train(config, tmp_path / "r").returncode == 0
+    again = _train(config, tmp_path / "r")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    nothing = _train(config, tmp_path / "new", "--resume")
+    assert nothing.returncode == 2 and "Nothing to resume" in nothing.stderr
+
+    data = next((tmp_path / "cache").iterdir())
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microcnn",
+            "evaluate",
+            str(tmp_path / "r" / "model.safetensors"),
+            str(data),
+            "--json",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ev.returncode == 0, ev.stderr
+    out = yaml.safe_load(ev.stdout)
+    assert out["n"] == 24 and sum(map(sum, out["confusion_matrix"])) == 24
+
+    cv = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microcnn",
+            "cv",
+            str(config),
+            "--folds",
+            "2",
+            "--run-dir",
+            str(tmp_path / "cv"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert cv.returncode == 0, cv.stderr
+    assert "2-fold cross-validation" in cv.stdout and "val_accuracy" in cv.stdout and "±" in cv.stdout
+    summary = (tmp_path / "cv" / "cv_summary.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in summary[1:]] == ["0", "1", "mean", "std"]
