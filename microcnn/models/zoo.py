@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -64,8 +65,12 @@ def model_task(name: str) -> str:
 def accepted_kwargs(name: str) -> list[str]:
     """The keyword arguments the builder of ``name`` accepts (from its signature)."""
     _ensure_loaded()
-    params = inspect.signature(MODELS.get(name)).parameters.values()
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    builder = MODELS.get(name)
+    fixed = builder.keywords if isinstance(builder, functools.partial) else {}  # e.g. vgg16 = VGG(depth=16)
+    params = inspect.signature(builder).parameters.values()
+    return [
+        p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in fixed
+    ]
 
 
 def build_model(name_or_cfg: str | Mapping[str, Any], /, **kwargs: Any) -> nn.Module:

@@ -66,3 +66,9 @@ def test_bad_choice_inside_a_model_suggests():
 @pytest.mark.parametrize("name", sorted(set().union(*EXPECTED.values())))
 def test_every_builder_takes_in_channels(name):
     assert "in_channels" in accepted_kwargs(name)
+
+
+def test_variant_names_fix_their_depth():
+    assert "depth" not in accepted_kwargs("vgg16") and "depth" not in accepted_kwargs("resnet18")
+    with pytest.raises(ConfigError, match="Unknown argument 'depth' for model 'vgg16'"):
+        build_model("vgg16", depth=11)
