@@ -223,8 +223,22 @@ def load_resume_state(path: str | Path) -> dict[str, Any]:
             f"Refused to load '{path}': it holds pickled objects other than tensors and plain numbers, "
             "which could run code. It was not written by microcnn, or it was altered; it was not loaded."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(f"'{path}' is a corrupt or unsupported resume file: {exc}") from None
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as exc:
+        # torch's texts suggest weights_only=False; we never retry unsafely, so only the gist is shown
+        why = "a TorchScript archive" if "TorchScript" in str(exc) else f"unreadable: {type(exc).__name__}"
+        raise ModelFileError(
+            f"'{path}' is a corrupt or unsupported resume file ({why}); expected a last.pt written by "
+            "microcnn train."
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise ModelFileError(f"'{path}' is not a microcnn resume state (no 'model' entry).")
     return state

@@ -99,3 +99,21 @@ class EpochView(Dataset):
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
     """Evaluation share of a rank: every ``world_size``-th sample (no padding, no duplicates)."""
     return list(range(rank, n, world_size))
+
+
+def make_loader(dataset: Any, batches: Any, cfg: Any, device: torch.device) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``batches`` (a batch sampler or a list of index lists) with the ``data`` section's
+    workers, pinned memory (CUDA only) and persistent workers; its own generator keeps the global RNG
+    untouched (so resuming does not depend on how many loaders were made)."""
+    from microcnn.data.datasets import seed_worker
+
+    workers = cfg.data.num_workers
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=cfg.data.pin_memory and device.type == "cuda",
+        persistent_workers=cfg.data.persistent_workers and workers > 0,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )

@@ -34,7 +34,7 @@ from microcnn.engine.distributed import DistInfo, all_reduce_sum
 from microcnn.engine.metrics import lower_is_better
 from microcnn.engine.optim import build_optimizer, build_scheduler
 from microcnn.engine.report import write_curves, write_metrics_csv
-from microcnn.engine.sampling import EpochBatches, EpochView, shard_indices
+from microcnn.engine.sampling import EpochBatches, EpochView, make_loader, shard_indices
 from microcnn.engine.tasks import Task
 from microcnn.errors import MicrocnnError
 
@@ -132,20 +132,6 @@ class Trainer:
         return torch.compile(model) if self.tcfg.compile else model
 
     # ----------------------------------------------------------------------------------------- data
-    def _loader(self, dataset: Any, sampler: Any) -> torch.utils.data.DataLoader:
-        from microcnn.data.datasets import seed_worker
-
-        workers = self.cfg.data.num_workers
-        return torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=workers,
-            pin_memory=self.cfg.data.pin_memory and self.device.type == "cuda",
-            persistent_workers=self.cfg.data.persistent_workers and workers > 0,
-            worker_init_fn=seed_worker if workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.cfg.seed),  # keeps the global RNG untouched
-        )
-
     def _setup_data(self, train_set: Any, val_set: Any | None, weights: list[float] | None) -> None:
         self.sampler = EpochBatches(
             len(train_set),
@@ -155,7 +141,7 @@ class Trainer:
             world_size=self.dist.world_size,
             weights=weights,
         )
-        self.train_loader = self._loader(EpochView(train_set), self.sampler)
+        self.train_loader = make_loader(EpochView(train_set), self.sampler, self.cfg, self.device)
         self.val_loader = None
         if val_set is not None and len(val_set) > 0:
             share = torch.utils.data.Subset(
@@ -163,7 +149,7 @@ class Trainer:
             )
             size = self.tcfg.eval_batch_size or self.tcfg.batch_size
             batches = [list(range(i, min(i + size, len(share)))) for i in range(0, len(share), size)]
-            self.val_loader = self._loader(share, batches)
+            self.val_loader = make_loader(share, batches, self.cfg, self.device)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = {}
@@ -199,6 +185,11 @@ class Trainer:
         if len(train_set) < self.dist.world_size:
             raise MicrocnnError(f"The training set has {len(train_set)} samples; need >= 1 per process.")
         self._setup_data(train_set, val_set, sample_weights)
+        if self.val_loader is None and self.monitor.startswith("val_"):
+            log.warning(
+                "No validation set: %s is not available; monitoring train_loss instead.", self.monitor
+            )
+            self.monitor, self.minimize = "train_loss", True
         batches = math.ceil(len(train_set) / self.tcfg.batch_size)
         self.scheduler, self.interval = build_scheduler(
             self.optimizer,
@@ -351,7 +342,7 @@ class Trainer:
             "train_loss": train_loss[0] / max(train_loss[1], 1),
         }
         row.update(self.validate())
-        value = row.get(self.monitor, row["train_loss"] if self.monitor == "val_loss" else math.nan)
+        value = row.get(self.monitor, math.nan)
         improved = self._improved(value)
         if self.scheduler is not None and self.interval == "epoch":
             plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)

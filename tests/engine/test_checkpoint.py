@@ -103,6 +103,20 @@ def test_damaged_or_foreign_files(tmp_path, make):
         load_weights(path)
 
 
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        pytest.param(_torchscript, "a TorchScript archive", id="torchscript"),
+        pytest.param(lambda p: p.write_bytes(b"hello, not a checkpoint"), "unreadable", id="junk"),
+    ],
+)
+def test_foreign_resume_files(tmp_path, make, why):
+    path = tmp_path / "last.pt"
+    make(path)
+    with pytest.raises(ModelFileError, match=f"corrupt or unsupported resume file \\({why}"):
+        load_resume_state(path)
+
+
 def test_truncated_safetensors(tmp_path):
     path = save_weights(nn.Linear(64, 64), tmp_path / "m.safetensors", {"model": {"name": "x"}})
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
