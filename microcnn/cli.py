@@ -25,6 +25,7 @@ COMMANDS = (
     "cv",
     "predict",
     "predict_h5",
+    "export",
 )
 
 
