@@ -1,0 +1,53 @@
+"""``microcnn predict``: images or folders -> predictions.csv (+ mask and overlay PNGs for segmentation)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Predict micrographs (files or folders of PNG/TIFF/JPEG/BMP/DM3/DM4) with a trained model or an ensemble.
+Writes DIR/predictions.csv (one row per image: class probabilities, properties with units, or phase
+fractions, each with its spread when --tta or several --model are given), and for segmentation models
+DIR/<name>_mask.png (class indices) and DIR/<name>_overlay.png.
+Large images are predicted tile by tile (--tile, --overlap). Exit code 3 when some files failed.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict images/folders into CSV + mask/overlay PNGs",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("images", nargs="+", help="image files and/or folders")
+    parser.add_argument("--model", action="append", required=True, metavar="M.safetensors",
+                        help="model file; repeat for an ensemble")  # fmt: skip
+    parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default auto)")
+    parser.add_argument("--tile", type=int, default=512, help="tile side in px (512)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (0.25)")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (4)")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: 8 flips/rotations")
+    parser.add_argument("--rescale", action="store_true", help="resample to the training pixel size first")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from microcnn.inference.files import expand_inputs, predict_files
+    from microcnn.inference.predictor import Predictor
+
+    files = expand_inputs(args.images)
+    options = {"device": args.device, "tile": args.tile, "overlap": args.overlap,
+               "batch_size": args.batch_size, "tta": args.tta, "rescale": args.rescale}  # fmt: skip
+    predictor = Predictor.from_checkpoint(args.model, **options)
+    with tqdm(total=len(files), unit="img", desc="predict", disable=None) as bar:  # shows img/s
+        rows = predict_files(predictor, files, args.out, progress=lambda done, _t: bar.update(done - bar.n))
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)}/{len(rows)} images -> {args.out}/predictions.csv")
+    for r in failed:
+        print(f"failed: {r['file']}: {r['error']}")
+    return 3 if failed else 0
