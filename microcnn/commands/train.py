@@ -30,7 +30,7 @@ class EpochBars:
                 self.bar = tqdm(
                     total=info["batches"], desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False
                 )
-            self.bar.update(1)
+            self.bar.update(info["batch"] - self.bar.n)  # batches done (several per step when accumulating)
             self.bar.set_postfix(loss=f"{info['loss']:.4f}", lr=f"{info['lr']:.2e}")
             return
         if self.bar is not None:
@@ -53,7 +53,7 @@ def summary_table(row: dict[str, Any], title: str) -> str:
     width = max((len(k) for k in row), default=0)
     lines = [title, "-" * len(title)]
     for key, value in row.items():
-        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"{key:<{width}}  {text}")
     return "\n".join(lines)
 

@@ -55,8 +55,8 @@ def select_device(spec: str = "auto") -> torch.device:
         raise ConfigError(f"Unknown device '{spec}'. Use auto, cpu, cuda, cuda:N or mps.")
     if text not in _LOGGED:
         _LOGGED.add(text)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-        log.info("device '%s' -> %s %s", spec, device, name)
+        name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+        log.info("device '%s' -> %s%s", spec, device, name)
     return device
 
 

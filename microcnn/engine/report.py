@@ -34,6 +34,7 @@ def write_curves(history: list[dict[str, Any]], path: str | Path, *, monitor: st
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     panels = [("loss", ["train_loss", "val_loss"])]
@@ -46,6 +47,7 @@ def write_curves(history: list[dict[str, Any]], path: str | Path, *, monitor: st
             if any(isinstance(v, float | int) and math.isfinite(v) for v in values):
                 ax.plot(epochs, values, marker="o", label=key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
