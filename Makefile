@@ -44,5 +44,21 @@ bench: $(VENV)/.installed-dev
 	$(PIP_INSTALL) -e ".[dev,dm,bench]"
 	$(PY) -m benchmarks.run
 
+# Default models in data/models (configs/models/): retrained from scratch (seeded) and re-exported with their
+# cards. The NASA model needs ../shared/data/nasa_super and is skipped with a message where it is absent.
+DEFAULT_MODELS := phase_segmenter morphology_classifier property_regressor
+NASA_DATA := ../shared/data/nasa_super
+
+models: $(VENV)/.installed
+	@for m in $(DEFAULT_MODELS) $$([ -d $(NASA_DATA) ] && echo nasa_gamma_prime); do \
+	  echo "== $$m"; rm -rf runs/models/$$m; \
+	  OMP_WAIT_POLICY=PASSIVE $(PY) -m microcnn train configs/models/$$m.yaml --run-dir runs/models/$$m \
+	  && $(PY) -m microcnn export runs/models/$$m --name $$m --card configs/models/$$m.card.yaml --force \
+	  || exit 1; \
+	done
+	@[ -d $(NASA_DATA) ] || echo "Skipped nasa_gamma_prime: $(NASA_DATA) not found (the NASA Super benchmark, \
+	see data/models/README.md); data/models/nasa_gamma_prime.* were left as they are."
+	@du -sh data/models
+
 clean:
 	rm -rf $(VENV) build *.egg-info runs .pytest_cache
