@@ -81,7 +81,8 @@ def resolve(project: Path, name: str) -> Path:
 def read_card(path: Path) -> dict[str, Any]:
     """The model card: the safetensors metadata with JSON values decoded (strings stay strings).
 
-    A JSON object stored under a single key (e.g. ``{"microcnn": "{...}"}``) is merged into the card.
+    The JSON object that microcnn's ``save_weights`` stores under the key "microcnn" (or any JSON object
+    stored under a file's only key) is merged into the card; other keys (e.g. "format") are kept as they are.
     """
     from safetensors import safe_open
 
@@ -98,7 +99,7 @@ def read_card(path: Path) -> dict[str, Any]:
             decoded = json.loads(value)
         except (TypeError, ValueError):
             decoded = value
-        if isinstance(decoded, dict) and len(raw) == 1:
+        if isinstance(decoded, dict) and (key == "microcnn" or len(raw) == 1):
             card.update(decoded)
         else:
             card[key] = decoded

@@ -40,6 +40,15 @@ class Keys:
     learn_regularization: str = "learn.regularization"  # dict[label, curves] of the last tiny training runs
     # Models page
     models_message: str = "models.message"  # str: outcome of the last rename / delete
+    # Train page (the jobs themselves live in runs/<name>/, see app/jobs.py; this is only the selection)
+    train_job: str = "train.job"  # str: name of the run shown under "Jobs" (the last one started here)
+    train_message: str = "train.message"  # str: outcome of the last start / stop
+    # Analyze with a CNN
+    cnn_views: str = "analyze.cnn_views"  # dict[file_id, dict] -> Grad-CAM maps computed on request
+    # Batch page
+    batch_results: str = "batch.results"  # dict: the last batch job of this session (summary, tables)
+    # Learn page, "your model"
+    learn_maps: str = "learn.maps"  # dict: feature maps / kernels / Grad-CAM of the last request
     # widget keys that tests and pages share
     uploader: str = "analyze.uploader"
 
@@ -52,6 +61,11 @@ DEFAULTS: dict[str, Any] = {
     KEYS.learn_kernel: None,
     KEYS.learn_regularization: {},
     KEYS.models_message: "",
+    KEYS.train_job: "",
+    KEYS.train_message: "",
+    KEYS.cnn_views: {},
+    KEYS.batch_results: {},
+    KEYS.learn_maps: {},
 }
 
 

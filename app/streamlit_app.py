@@ -21,11 +21,11 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 # Pages live in app/app_pages/, not app/pages/: a folder named "pages" next to the entry point switches on
 # Streamlit's old directory-based navigation (its own sidebar list, pages run without this entry point).
-# Batch and Train are added when microcnn.inference / microcnn.engine land (see docs/app.md).
 PAGES = [
     st.Page(
         str(APP_DIR / "app_pages" / "analyze.py"), title="Analyze", icon=":material/biotech:", default=True
     ),
+    st.Page(str(APP_DIR / "app_pages" / "train.py"), title="Train", icon=":material/model_training:"),
     st.Page(str(APP_DIR / "app_pages" / "learn.py"), title="Learn", icon=":material/school:"),
     st.Page(str(APP_DIR / "app_pages" / "models.py"), title="Models", icon=":material/inventory_2:"),
 ]
