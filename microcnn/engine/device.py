@@ -77,8 +77,11 @@ def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
 
 
 def seed_everything(seed: int, *, deterministic: bool = False) -> None:
-    """Seed torch (CPU and CUDA) and, when asked, switch to deterministic algorithms.
+    """Seed torch (CPU and CUDA) and switch deterministic algorithms on or off for this run.
 
+    The switch is process-wide, so it is set both ways: an earlier deterministic run in the same process
+    (the app, a test session) does not leak into this one. Some layers have no deterministic kernel
+    (e.g. max-unpooling in SegNet); with ``deterministic=True`` torch refuses them with a clear error.
     NumPy's global state is not touched: microcnn passes explicit generators everywhere.
     """
     import os
@@ -86,5 +89,5 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
     torch.manual_seed(int(seed))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(bool(deterministic))
+    torch.backends.cudnn.benchmark = False

@@ -111,54 +111,24 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert vals_one == pytest.approx(vals_two, rel=1e-9)
 
 
-def test_existing_run_resume_errors_evaluate_and_cv(tmp_path):
+def test_existing_run_resume_errors_evaluate_and_cv(tmp_path, capsys):
+    from microcnn.cli import main
+
     config = _config(tmp_path, epochs=1, max_steps=2)
-    assert _train(config, tmp_path / "r").returncode == 0
-    again = _train(config, tmp_path / "r")
-    assert again.returncode == 2 and "already holds a run" in again.stderr
-    nothing = _train(config, tmp_path / "new", "--resume")
-    assert nothing.returncode == 2 and "Nothing to resume" in nothing.stderr
+    assert _train(config, tmp_path / "r").returncode == 0  # one real process; the rest runs in-process
+    capsys.readouterr()
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "new"), "--resume"]) == 2
+    assert "Nothing to resume" in capsys.readouterr().err
 
     data = next((tmp_path / "cache").iterdir())
-    ev = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "microcnn",
-            "evaluate",
-            str(tmp_path / "r" / "model.safetensors"),
-            str(data),
-            "--json",
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert ev.returncode == 0, ev.stderr
-    out = yaml.safe_load(ev.stdout)
+    assert main(["evaluate", str(tmp_path / "r" / "model.safetensors"), str(data), "--json"]) == 0
+    out = yaml.safe_load(capsys.readouterr().out)
     assert out["n"] == 24 and sum(map(sum, out["confusion_matrix"])) == 24
 
-    cv = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "microcnn",
-            "cv",
-            str(config),
-            "--folds",
-            "2",
-            "--run-dir",
-            str(tmp_path / "cv"),
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert cv.returncode == 0, cv.stderr
-    assert "2-fold cross-validation" in cv.stdout and "val_accuracy" in cv.stdout and "±" in cv.stdout
+    assert main(["cv", str(config), "--folds", "2", "--run-dir", str(tmp_path / "cv")]) == 0
+    printed = capsys.readouterr().out
+    assert "2-fold cross-validation" in printed and "val_accuracy" in printed and "±" in printed
     summary = (tmp_path / "cv" / "cv_summary.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in summary[1:]] == ["0", "1", "mean", "std"]

@@ -23,7 +23,7 @@ TINY = {
     "uhcs.yaml": ["data.patch_size=64", "data.patches_per_image=1", "model.base_channels=4", "model.depth=2"],
     "nasa_super1.yaml": [
         "data.patch_size=64",
-        "data.patches_per_image=1",
+        "data.patches_per_image=4",
         "model.decoder_channels=[16, 8, 8, 8, 8]",
     ],
 }
@@ -57,6 +57,12 @@ def test_config_trains_a_few_steps(path, cache, tmp_path, monkeypatch):
         shared_dataset(REAL[path.name])
         monkeypatch.chdir(REPO)  # their relative paths are meant for the repository root
     overrides = [*SMALL, f"data.cache_dir={cache}", *TINY.get(path.name, SEGMENT)]
+    if path.name == "nasa_super1.yaml":  # 2 training and 1 validation image of the Super1 split
+        from microcnn.data.splits import load_split, save_split
+
+        super1 = load_split(REPO / "configs" / "splits" / "nasa_super1.json")
+        small = save_split(tmp_path / "split.json", {"train": super1["train"][:2], "val": super1["val"][:1]})
+        overrides.append(f"data.split={small}")
     cfg = load_config(path, overrides=overrides)
     result = train(cfg, run_dir=tmp_path / "run")
     assert result.stopped == "max_steps" and result.history[-1]["step"] == 2
