@@ -161,12 +161,18 @@ def train(
     trainer = Trainer(
         model, task, cfg, device=device, run_dir=run_dir, dist=dist, metadata=metadata, progress=progress
     )
-    fit = trainer.fit(
-        train_set,
-        val_set if len(val_set) else None,
-        resume=resume,
-        sample_weights=balanced_weights(cfg, prepared),
-    )
+    weights_for_sampling = balanced_weights(cfg, prepared)
+    try:
+        fit = trainer.fit(
+            train_set, val_set if len(val_set) else None, resume=resume, sample_weights=weights_for_sampling
+        )
+    except RuntimeError as exc:
+        if "deterministic implementation" not in str(exc):
+            raise
+        raise ConfigError(
+            f"train.deterministic is on, but a layer of model '{spec['name']}' has no deterministic kernel "
+            f"({str(exc).split(' does not')[0]}). Set train.deterministic: false for this model."
+        ) from None
     weights = run_dir / "model.safetensors"
     return RunResult(
         run_dir,

@@ -61,3 +61,12 @@ def test_workers_do_not_change_the_result(tmp_path):
 def test_model_of_another_task_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="'lenet5' is a classification model but the config's task is"):
         train(_cfg(tmp_path, "model={name: lenet5}"), run_dir=tmp_path / "run")
+
+
+def test_deterministic_with_a_nondeterministic_layer_is_a_config_error(tmp_path):
+    # SegNet's max-unpooling has no deterministic kernel in torch
+    cfg = _cfg(tmp_path, "model={name: segnet, depth: 2, base_channels: 4}")
+    with pytest.raises(ConfigError, match="no deterministic kernel"):
+        train(cfg, run_dir=tmp_path / "run")
+    cfg = _cfg(tmp_path, "model={name: segnet, depth: 2, base_channels: 4}", "train.deterministic=false")
+    assert train(cfg, run_dir=tmp_path / "run2").stopped == "epochs"
