@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import cnn
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import state
 import streamlit as st
 import views
 
@@ -21,15 +23,28 @@ import microcnn
 SEED = 0  # bootstrap seed for the phase-fraction CI, recorded in the report (same image -> same numbers)
 
 
-def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *, name: str) -> dict[str, Any]:
-    """Segment ``image`` with a classical method and quantify it. Returns the session's result bundle.
-
-    ``options`` are the method's keyword arguments plus an optional "particle_class" for quantify.
-    """
-    from microcnn.analysis import CLASSICAL, quantify
+def run_method(image: microcnn.Micrograph, method: str, options: dict[str, Any]) -> tuple[Any, str | None]:
+    """(result, note): a classical method from CLASSICAL, or a CNN model (method ``cnn.CNN``)."""
+    if method == cnn.CNN:
+        return cnn.predict(state.project_dir(), options["model"], image, tta=bool(options.get("tta")))
+    from microcnn.analysis import CLASSICAL
 
     method_options = {k: v for k, v in options.items() if k != "particle_class"}
-    result = CLASSICAL.get(method)(image, **method_options)
+    return CLASSICAL.get(method)(image, **method_options), None
+
+
+def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """Segment / classify / regress ``image`` and quantify it. Returns the session's result bundle.
+
+    ``options`` are the method's keyword arguments plus an optional "particle_class" for quantify; for a
+    CNN: {"model": name relative to the project folder, "tta": bool}.
+    """
+    from microcnn.analysis import quantify
+
+    result, note = run_method(image, method, options)
+    model = options["model"] if method == cnn.CNN else None
+    if not isinstance(result, microcnn.SegmentationResult):
+        return {**cnn.image_level_bundle(result, name=name, note=note), "cnn_model": model}
     rep = quantify(result, particle_class=options.get("particle_class"), rng=SEED)
     report = {
         "file": name,
@@ -44,15 +59,18 @@ def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *,
     }
     objects = rep.objects if rep.objects is not None else pd.DataFrame()
     return {
+        "kind": "segmentation",
+        "cnn_model": model,
         "name": name,
         "pixels": image.pixels,
         "mask": np.asarray(result.mask),
         "class_names": list(result.class_names),
+        "uncertainty": cnn.uncertainty_map(result),
         "fractions": rep.fractions,
         "objects": objects,
         "size": rep.size,
         "astm": rep.astm,
-        "notes": list(rep.notes),
+        "notes": ([note] if note else []) + list(rep.notes),
         "unit": rep.unit,
         "report": report,
     }
@@ -67,6 +85,24 @@ def report_json(outcome: dict[str, Any]) -> str:
 
 
 def show(outcome: dict[str, Any]) -> None:
+    """Segmentation: overlay, fractions, sizes, uncertainty, downloads; classification / regression views."""
+    kind = outcome.get("kind", "segmentation")
+    for note in outcome["notes"] if kind != "segmentation" else []:
+        st.caption(note)
+    if kind == "classification":
+        cnn.show_classification(outcome)
+    elif kind == "regression":
+        cnn.show_regression(outcome)
+    else:
+        show_segmentation(outcome)
+        return
+    stem = outcome["name"].rsplit(".", 1)[0]
+    st.download_button(
+        "JSON report", report_json(outcome), f"{stem}_report.json", "application/json", key="dl.json"
+    )
+
+
+def show_segmentation(outcome: dict[str, Any]) -> None:
     """Overlay with opacity and legend, phase fractions with CI, size histogram + table, downloads."""
     st.subheader(f"Results: {outcome['report']['method']} (lengths in {outcome['unit']})")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="analyze.opacity")
@@ -76,6 +112,11 @@ def show(outcome: dict[str, Any]) -> None:
     st.markdown("**Phase fractions** (area fraction, 95 % confidence interval)")
     st.dataframe(outcome["fractions"], hide_index=True, key="analyze.fractions")
     show_sizes(outcome)
+    if outcome.get("uncertainty") is not None:
+        with st.expander("Uncertainty map (std of the predicted class's probability over TTA)"):
+            st.plotly_chart(
+                cnn.heatmap_figure(outcome["uncertainty"], "std of p(predicted class)"), key="analyze.std_map"
+            )
     downloads(outcome, over)
 
 

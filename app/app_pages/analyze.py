@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import cnn
+import model_files
 import results_view
 import state
 import streamlit as st
@@ -114,17 +116,58 @@ def scale_bar_size(m: microcnn.Micrograph, bar: Any, original: microcnn.Microgra
 
 
 def method_section() -> tuple[str | None, dict[str, Any]]:
-    """Choose a method; returns (method name, options). Only methods that exist in this build are listed."""
+    """Choose a classical method or a CNN model; returns (method name, options)."""
     st.subheader("3. Method")
+    models = [m.name for m in model_files.list_models(state.project_dir())]
+    kind = st.radio(
+        "Kind", ["Classical (no training needed)", "CNN model"], horizontal=True, key="analyze.kind",
+        help=None if models else "No model files yet: defaults go to data/models/, trained runs to runs/.",
+    )  # fmt: skip
+    if kind == "CNN model":
+        return cnn_section(models)
     try:
         from microcnn.analysis.classical import CLASSICAL
     except ImportError:
         st.warning("The classical methods (microcnn.analysis) are not part of this build yet.")
         return None, {}
-    st.markdown("**Classical** (no training needed)")
     names = CLASSICAL.names()
     default = names.index("otsu") if "otsu" in names else 0
     name = st.radio("Method", names, index=default, key="analyze.method", horizontal=True)
+    return name, classical_options(name)
+
+
+def cnn_section(models: list[str]) -> tuple[str | None, dict[str, Any]]:
+    """A model from data/models/ or runs/<run>/ (with its card's task and classes), TTA on or off."""
+    if not models:
+        st.info("No CNN models yet: train one on the Train page, or add default weights to data/models/.")
+        return None, {}
+    name = st.selectbox("Model", models, key="analyze.model")
+    card = views.guarded(
+        "Reading the model card", model_files.read_card, model_files.resolve(state.project_dir(), name)
+    )
+    if card:
+        classes = card.get("class_names") or card.get("target_names") or []
+        trained = card.get("pixel_size_um")
+        arch = (card.get("model") or {}).get("name", "?")
+        st.caption(
+            f"{card.get('task', '?')} · {arch} · {', '.join(map(str, classes))}"
+            + (f" · trained at {trained:.4g} µm/px" if isinstance(trained, float) else "")
+        )
+    tta = st.toggle(
+        "Test-time augmentation (8 flips/rotations: uncertainty map, 8x slower)",
+        value=False,
+        key="analyze.tta",
+    )
+    options: dict[str, Any] = {"model": name, "tta": tta}
+    if card and card.get("task") == "segmentation" and len(card.get("class_names") or []) > 2:
+        classes = list(card["class_names"])
+        options["particle_class"] = st.selectbox(
+            "Phase to measure as particles", classes, index=len(classes) - 1, key="analyze.cnn_particles"
+        )
+    return cnn.CNN, options
+
+
+def classical_options(name: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if name == "multi_otsu":
         options["classes"] = st.slider("Phases", 2, 5, 3, key="analyze.classes")
@@ -147,8 +190,36 @@ def method_section() -> tuple[str | None, dict[str, Any]]:
         options["invert"] = st.toggle(
             "Dark objects on a bright background", value=False, key="analyze.invert"
         )
-    st.caption("CNN models are listed here once prediction (microcnn.inference) is part of this build.")
-    return name, options
+    return options
+
+
+def grad_cam_section(file_id: str, image: microcnn.Micrograph, model: str, outcome: dict) -> None:
+    """On request: Grad-CAM of one class / output of the CNN over the image."""
+    from microcnn.analysis.explain import CAM_METHODS
+
+    with st.expander("Grad-CAM: where did the model look?"):
+        if outcome.get("kind") == "regression":
+            targets = list(outcome["table"]["property"])
+        else:
+            targets = list(outcome.get("class_names") or outcome["table"]["class"])
+        cols = st.columns(2)
+        target = cols[0].selectbox("Class / output", range(len(targets)), format_func=lambda i: targets[i],
+                                   key="analyze.cam_target")  # fmt: skip
+        method = cols[1].selectbox("Method", CAM_METHODS, key="analyze.cam_method")
+        if st.button("Compute Grad-CAM", key="analyze.cam_run"):
+            with views.friendly_errors("Grad-CAM"), st.spinner("Computing Grad-CAM..."):
+                heat = cnn.grad_cam(state.project_dir(), model, image, target=target, method=method)
+                st.session_state[K.cnn_views][file_id] = {
+                    "heat": heat,
+                    "label": f"{method}: {targets[target]}",
+                }
+        view = st.session_state[K.cnn_views].get(file_id)
+        if view is not None:
+            left, right = st.columns(2)
+            left.image(views.to_display(image.pixels), caption="image")
+            right.plotly_chart(
+                cnn.heatmap_figure(view["heat"], view["label"], scale="inferno"), key="analyze.cam"
+            )
 
 
 st.title("Analyze")
@@ -177,6 +248,7 @@ with left:
     run = st.button("Analyze", type="primary", key="analyze.run", disabled=method is None)
 if run and method is not None:
     with views.friendly_errors("Analysis"), st.spinner("Analyzing..."):
+        st.session_state[K.cnn_views].pop(file_id, None)
         st.session_state[K.analyses][file_id] = results_view.analyze(image, method, options, name=name)
 with right:
     outcome = st.session_state[K.analyses].get(file_id)
@@ -184,3 +256,5 @@ with right:
         st.image(views.to_display(image.pixels), caption=f"{name} ({image.unit})")
     else:
         results_view.show(outcome)
+        if outcome.get("cnn_model"):
+            grad_cam_section(file_id, image, outcome["cnn_model"], outcome)

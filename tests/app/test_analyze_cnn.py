@@ -1,0 +1,114 @@
+"""Analyze with CNN models saved in the test (save_weights): the page's numbers equal an independent
+forward pass (torch + albumentations' per-image standardisation written out by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .app_images import tiff16, two_phase_image
+
+SEG_CLASSES = ["matrix", "particle"]
+
+
+def save_model(project: Path, run: str, spec: dict, meta: dict, *, seed: int = 0) -> torch.nn.Module:
+    from microcnn.engine.checkpoint import save_weights
+    from microcnn.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(dict(spec)).eval()
+    card = {"model": spec, "preprocessing": {"in_channels": 1, "augment": []}, "pixel_size_um": None, **meta}
+    save_weights(model, project / "runs" / run / "model.safetensors", card)
+    return model
+
+
+def standardised(image: np.ndarray) -> torch.Tensor:
+    """albumentations Normalize(normalization="image") by hand: (x - mean) / (std + 1e-4)."""
+    x = image.astype(np.float32) / 65535.0
+    return torch.from_numpy((x - x.mean()) / (x.std() + 1e-4))[None, None]
+
+
+def analyze_with(new_session, image: np.ndarray, model: str, *, tta: bool = False):
+    at = new_session("analyze")
+    at.file_uploader[0].upload("img.tif", tiff16(image, resolution_px_per_um=4.0), "image/tiff").run()
+    at.radio(key="analyze.kind").set_value("CNN model").run()
+    at.selectbox(key="analyze.model").select(model)
+    at.toggle(key="analyze.tta").set_value(tta).run()
+    at.button(key="analyze.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_segmentation_model_fractions_match_an_independent_forward(project: Path, new_session) -> None:
+    spec = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 2, "base_channels": 4}
+    model = save_model(project, "seg", spec, {"task": "segmentation", "class_names": SEG_CLASSES}, seed=3)
+    image = two_phase_image()
+    with torch.no_grad():
+        mask = model(standardised(image))[0].argmax(0).numpy()
+    expected = np.bincount(mask.ravel(), minlength=2) / mask.size
+
+    at = analyze_with(new_session, image, "runs/seg/model.safetensors", tta=True)
+    outcome = at.session_state["analyze.results"]
+    (result,) = outcome.values()
+    np.testing.assert_array_equal(result["mask"], mask)  # 64 px < one 512 px tile: no blending at all
+    fractions = result["fractions"]
+    got = fractions.set_index(fractions.columns[0]).iloc[:, 0].reindex(SEG_CLASSES).to_numpy(float)
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert result["unit"] == "µm"  # 4 px/µm from the TIFF travels to the CNN result
+    assert result["uncertainty"] is not None and result["uncertainty"].shape == image.shape
+    assert float(result["uncertainty"].min()) >= 0.0
+
+    at.button(key="analyze.cam_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    view = at.session_state["analyze.cnn_views"]
+    (heat,) = [v["heat"] for v in view.values()]
+    assert heat.shape == image.shape and heat.min() >= 0.0 and heat.max() <= 1.0
+
+
+def test_classification_probabilities_match_softmax_of_the_logits(project: Path, new_session) -> None:
+    spec = {"name": "lenet5", "in_channels": 1, "num_classes": 3, "input_size": 32}
+    classes = ["equiaxed", "lamellar", "porous"]
+    model = save_model(project, "cls", spec, {"task": "classification", "class_names": classes}, seed=1)
+    image = two_phase_image(32, 32)
+    with torch.no_grad():
+        logits = model(standardised(image))[0].double()
+    expected = (logits.exp() / logits.exp().sum()).numpy()  # softmax by its definition
+
+    at = analyze_with(new_session, image, "runs/cls/model.safetensors")
+    (result,) = at.session_state["analyze.results"].values()
+    np.testing.assert_allclose(result["table"]["probability"], expected, atol=1e-5)
+    assert result["predicted"] == classes[int(np.argmax(expected))]
+    assert at.metric[0].value == classes[int(np.argmax(expected))]
+    assert len(at.get("plotly_chart")) >= 1
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_regression_values_have_units_and_tta_gives_a_spread(project: Path, new_session, tta: bool) -> None:
+    spec = {"name": "regressor", "in_channels": 1, "num_targets": 2, "backbone": "tinyvgg",
+            "backbone_kwargs": {"input_size": 32}, "hidden": [8]}  # fmt: skip
+    meta = {"task": "regression", "target_names": ["porosity", "d_mean"], "target_units": ["1", "µm"]}
+    model = save_model(project, "reg", spec, meta, seed=2)
+    image = two_phase_image(32, 32)
+    with torch.no_grad():
+        expected = model(standardised(image))[0].numpy()
+
+    at = analyze_with(new_session, image, "runs/reg/model.safetensors", tta=tta)
+    (result,) = at.session_state["analyze.results"].values()
+    assert result["table"]["unit"] == ["1", "µm"]
+    if not tta:
+        np.testing.assert_allclose(result["table"]["value"], expected, rtol=1e-5, atol=1e-6)
+        assert all(np.isnan(result["table"]["std"]))
+    else:
+        assert all(s >= 0 for s in result["table"]["std"])
+    assert "µm" in at.metric[1].value
+
+
+def test_a_model_name_outside_the_models_folders_is_refused(project: Path) -> None:
+    import cnn
+    import model_files
+
+    with pytest.raises(model_files.UnsafeModelPathError):
+        cnn.load(project, "../outside.safetensors")
