@@ -25,6 +25,7 @@ PAGES = [
     st.Page(
         str(APP_DIR / "app_pages" / "analyze.py"), title="Analyze", icon=":material/biotech:", default=True
     ),
+    st.Page(str(APP_DIR / "app_pages" / "batch.py"), title="Batch", icon=":material/dataset:"),
     st.Page(str(APP_DIR / "app_pages" / "train.py"), title="Train", icon=":material/model_training:"),
     st.Page(str(APP_DIR / "app_pages" / "learn.py"), title="Learn", icon=":material/school:"),
     st.Page(str(APP_DIR / "app_pages" / "models.py"), title="Models", icon=":material/inventory_2:"),

@@ -1,0 +1,140 @@
+"""Batch page: an HDF5 archive (uploaded or on the server) or a zip of images -> predict_archive -> table,
+distributions, downloads (results.h5, CSV).
+
+Uploads go to a temporary folder of this session only; a bad archive gives a friendly message (the batch
+predictor checks the file before any work). Long archives belong to the CLI (``microcnn predict-h5``,
+resumable, torchrun); the page shows the same command.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import batch_view
+import model_files
+import pandas as pd
+import state
+import streamlit as st
+import uploads
+import views
+
+K = state.KEYS
+MB = 1024 * 1024
+
+
+def work_dir() -> Path:
+    """A fresh folder for one batch job of this session (system temp; never shared between sessions).
+
+    The folder of this session's previous job is removed first (with its results), so a session keeps
+    at most one.
+    """
+    previous = st.session_state[K.batch_results].get("folder")
+    st.session_state[K.batch_results] = {}
+    if previous:
+        shutil.rmtree(previous, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"microcnn-batch-{uuid.uuid4().hex[:8]}-"))
+
+
+def input_section() -> dict[str, Any] | None:
+    """What the user chose as input: {"kind": "path" | "h5" | "zip", ...}; None until chosen."""
+    source = st.radio(
+        "Input", ["Upload an HDF5 archive", "HDF5 archive on the server", "Upload a zip of images"],
+        horizontal=True, key="batch.source",
+    )  # fmt: skip
+    if source == "HDF5 archive on the server":
+        text = st.text_input("Path of the .h5 archive on the server", key="batch.path")
+        return {"kind": "path", "path": Path(text).expanduser()} if text else None
+    zipped = source.startswith("Upload a zip")
+    upload = st.file_uploader(
+        f"{'Zip of images' if zipped else 'HDF5 archive'} (up to {state.MAX_UPLOAD_MB} MB)",
+        type=["zip"] if zipped else ["h5", "hdf5"],
+        key="batch.upload",
+    )
+    if upload is None:
+        return None
+    if upload.size > state.MAX_UPLOAD_MB * MB:
+        st.error(
+            f"{upload.name}: {upload.size / MB:.1f} MB is over the {state.MAX_UPLOAD_MB} MB cap; use the CLI."
+        )
+        return None
+    return {"kind": "zip" if zipped else "h5", "upload": upload}
+
+
+def materialise(source: dict[str, Any], folder: Path) -> tuple[Path, list[str]]:
+    """The input as an archive file: a server path as is, an upload written to ``folder``, a zip packed."""
+    if source["kind"] == "path":
+        return source["path"], []
+    if source["kind"] == "h5":
+        path = folder / "input.h5"
+        path.write_bytes(source["upload"].getvalue())
+        return path, []
+    root = uploads.unpack_zip(source["upload"].getvalue(), folder / "images")
+    bar = st.progress(0.0, "Packing the images into an archive...")
+    return batch_view.images_to_archive(
+        root, folder / "input.h5", max_pixels=state.MAX_PIXELS, progress=lambda d, n: bar.progress(d / n)
+    )
+
+
+def run_batch(model: str, source: dict[str, Any], *, tta: bool) -> dict[str, Any]:
+    from microcnn.inference.batch import predict_archive
+
+    path = model_files.resolve(state.project_dir(), model)
+    folder = work_dir()
+    archive, notes = materialise(source, folder)
+    bar = st.progress(0.0, "Predicting...")
+    summary = predict_archive(
+        [path], archive, folder / "results.h5", predictor_kwargs={"device": "cpu", "tta": tta},
+        progress=lambda done, total: bar.progress(done / max(1, total), f"Predicting: {done}/{total} images"),
+    )  # fmt: skip
+    task, table = batch_view.results_table(summary.output)
+    return {"summary": summary, "task": task, "table": table, "output": summary.output, "notes": notes,
+            "model": model, "folder": str(folder)}  # fmt: skip
+
+
+def show_results(outcome: dict[str, Any]) -> None:
+    summary = outcome["summary"]
+    table: pd.DataFrame = outcome["table"]
+    for note in outcome["notes"]:
+        st.warning(note)
+    st.subheader(f"Results: {summary.status}")
+    cols = st.columns(3)
+    cols[0].metric("Images", summary.n_items)
+    cols[1].metric("Predicted", summary.n_done - summary.n_failed)
+    cols[2].metric("Failed", summary.n_failed)
+    st.dataframe(table, hide_index=True, key="batch.table")
+    for i, fig in enumerate(batch_view.distribution_figures(outcome["task"], table)):
+        st.plotly_chart(fig, key=f"batch.plot.{i}")
+    left, right = st.columns(2)
+    left.download_button(
+        "results.h5",
+        Path(outcome["output"]).read_bytes(),
+        "results.h5",
+        "application/x-hdf5",
+        key="batch.dl_h5",
+    )
+    right.download_button(
+        "results.csv", table.to_csv(index=False), "results.csv", "text/csv", key="batch.dl_csv"
+    )
+
+
+st.title("Batch")
+st.markdown(
+    "Predict every image of an archive with one model. For large archives use the CLI: "
+    "`microcnn predict-h5 MODEL.safetensors archive.h5 results.h5` (resumable, several GPUs with torchrun)."
+)
+models = [m.name for m in model_files.list_models(state.project_dir())]
+if not models:
+    st.info("No CNN models yet: train one on the Train page, or add default weights to data/models/.")
+    st.stop()
+model = st.selectbox("Model", models, key="batch.model")
+tta = st.toggle("Test-time augmentation (8x slower; adds a spread per image)", value=False, key="batch.tta")
+source = input_section()
+if st.button("Run batch", type="primary", key="batch.run", disabled=source is None) and source:
+    with views.friendly_errors("Batch prediction"):
+        st.session_state[K.batch_results] = run_batch(model, source, tta=tta)
+if st.session_state[K.batch_results]:
+    show_results(st.session_state[K.batch_results])
