@@ -60,7 +60,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    config = _config(tmp_path, checkpoint_every_steps=1)
+    config = _config(tmp_path, checkpoint_every_steps=1, epochs=2)
     done = _train(config, tmp_path / "full")
     assert done.returncode == 0, done.stderr
     total = load_resume_state(tmp_path / "full" / "last.pt")["trainer"]["step"]
