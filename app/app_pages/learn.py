@@ -1,7 +1,8 @@
 """Learn page (course projects): every CNN idea visible, computed by microcnn.teach and microcnn.models.
 
 Sections: model anatomy (describe table + formulas), convolution playground, pooling and upsampling side
-by side, activation functions with derivatives, an optimizer race, dropout / batch-norm on a tiny run.
+by side, inside a CNN (feature maps, kernels, Grad-CAM of a zoo or trained model), activation functions
+with derivatives, an optimizer race, dropout / batch-norm on a tiny run.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cnn
+import inside
+import model_files
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -17,6 +21,7 @@ import state
 import streamlit as st
 import views
 
+import microcnn
 from microcnn import teach
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "segmentation" / "images"
@@ -287,12 +292,86 @@ def regularization() -> None:
         )
 
 
+def inside_a_cnn(sample: np.ndarray | None) -> None:
+    """Feature maps of every convolution, first-layer kernels and Grad-CAM of a zoo or trained model."""
+    st.header("Inside a CNN: feature maps, kernels, Grad-CAM")
+    found = zoo()
+    trained = [m.name for m in model_files.list_models(state.project_dir())]
+    cols = st.columns(2)
+    choices = (found[1]() if found else []) + trained
+    name = cols[0].selectbox("Model", choices, format_func=inside.source_label, key="learn.inside_model")
+    upload = cols[1].file_uploader("Your image (else the sample above)", type=state.IMAGE_TYPES,
+                                   key="learn.inside_upload")  # fmt: skip
+    if name is None:
+        return
+    if st.button("Show feature maps", key="learn.inside_run"):
+        with views.friendly_errors("Feature maps"), st.spinner("Running the model..."):
+            st.session_state[state.KEYS.learn_maps] = inside_compute(name, upload, sample)
+    shown = st.session_state[state.KEYS.learn_maps]
+    if shown:
+        inside_show(shown)
+
+
+def inside_compute(name: str, upload: Any, sample: np.ndarray | None) -> dict:
+    """Pick the model and image, run them; the result is kept in this session only."""
+    if upload is not None:
+        if upload.size > state.MAX_UPLOAD_MB * 1024 * 1024:
+            raise microcnn.MicrocnnError(f"{upload.name} is over the {state.MAX_UPLOAD_MB} MB upload cap.")
+        pixels = microcnn.read_micrograph(upload.getvalue(), max_pixels=state.MAX_PIXELS).pixels
+    elif sample is not None:
+        pixels = sample
+    else:
+        raise microcnn.MicrocnnError("Upload an image first (no sample images in this checkout).")
+    pixels, note = inside.gray(pixels)
+    if name.endswith(".safetensors"):
+        shared, meta = cnn.load(state.project_dir(), name)
+        model = cnn.private_copy(shared)
+        if int((meta.get("preprocessing") or {}).get("in_channels") or 1) != 1:
+            raise microcnn.MicrocnnError(
+                "This page shows 1-channel (gray) models; this one takes colour images."
+            )
+    else:
+        model, meta = inside.zoo_model(name, 32 if name in ("lenet5",) else inside.MAX_SIDE), None
+    x, crop = inside.model_input(model, pixels, meta)
+    return {"name": name, "crop": crop, "note": note, "x": x, "model": model, **inside.inspect(model, x)}
+
+
+def inside_show(shown: dict) -> None:
+    from microcnn.analysis.explain import grad_cam
+
+    if shown["note"]:
+        st.caption(shown["note"])
+    maps = shown["maps"]
+    st.caption(
+        f"{inside.source_label(shown['name'])}; input {shown['crop'].shape[0]}×{shown['crop'].shape[1]} px"
+    )
+    st.dataframe(pd.DataFrame(inside.layer_rows(maps)), hide_index=True, key="learn.inside_layers")
+    layer = st.selectbox("Layer", list(maps), key="learn.inside_layer")
+    st.plotly_chart(
+        inside.channels_figure(maps[layer], f"{layer}: {maps[layer].shape[0]} channels (first 16)"),
+        key="learn.inside_maps",
+    )
+    kernels = shown["kernels"]
+    st.plotly_chart(
+        inside.channels_figure(kernels[:, 0], f"first-layer kernels {kernels.shape[2]}×{kernels.shape[3]}"),
+        key="learn.inside_kernels",
+    )
+    if st.button("Grad-CAM of the predicted class / output", key="learn.inside_cam"):
+        with views.friendly_errors("Grad-CAM"):
+            shown["cam"] = grad_cam(shown["model"], shown["x"])
+    if "cam" in shown:
+        left, right = st.columns(2)
+        left.plotly_chart(heatmap(shown["crop"], "input", zmin=0, zmax=1), key="learn.inside_input")
+        right.plotly_chart(heatmap(shown["cam"], "Grad-CAM", zmin=0, zmax=1), key="learn.inside_camfig")
+
+
 st.title("Learn")
 model_anatomy()
 picked = pick_image()
 if picked is not None:
     convolution_playground(picked)
     pooling_and_upsampling(picked)
+inside_a_cnn(picked)
 activations()
 optimizer_race()
 regularization()

@@ -55,3 +55,37 @@ def test_describe_table_parameters_of_lenet5(new_session) -> None:
     # LeCun et al. 1998 / the models brief: LeNet-5 on 1x32x32 with 10 classes has 61,706 parameters
     param_col = next(c for c in table.columns if "param" in c.lower())
     assert int(table[param_col].sum()) == 61_706
+
+
+def test_feature_maps_of_lenet5_follow_lecun_1998(new_session) -> None:
+    at = new_session("learn")
+    at.selectbox(key="learn.inside_model").select("lenet5").run()
+    at.button(key="learn.inside_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = at.session_state["learn.maps"]
+    # LeCun et al. 1998: 32x32 input -> C1 6@28x28 (5x5 valid) -> S2 -> C3 16@10x10
+    shapes = [m.shape for m in shown["maps"].values()]
+    assert shapes[:2] == [(6, 28, 28), (16, 10, 10)]
+    assert shown["kernels"].shape == (6, 1, 5, 5)
+    layers = at.dataframe[-1].value
+    assert list(layers["channels"])[:2] == [6, 16]
+    at.button(key="learn.inside_cam").click().run()
+    assert not at.exception and not at.error
+    cam = at.session_state["learn.maps"]["cam"]
+    assert cam.shape == (32, 32) and cam.min() >= 0.0 and cam.max() <= 1.0
+
+
+def test_feature_maps_of_a_trained_checkpoint(project, new_session) -> None:
+    from .test_analyze_cnn import save_model
+
+    spec = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 2, "base_channels": 4}
+    save_model(project, "seg", spec, {"task": "segmentation", "class_names": ["a", "b"]})
+    at = new_session("learn")
+    at.selectbox(key="learn.inside_model").select("runs/seg/model.safetensors").run()
+    at.button(key="learn.inside_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = at.session_state["learn.maps"]
+    first = next(iter(shown["maps"].values()))
+    # "same" 3x3 convolution: rows/cols of the 96 px sample kept; base_channels = 4 feature maps
+    assert first.shape == (4, 96, 96)
+    assert shown["kernels"].shape == (4, 1, 3, 3)
