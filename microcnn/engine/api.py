@@ -106,6 +106,53 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
+# settings that may change between a run and its resume (they do not change what was computed so far)
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.max_steps",
+    "train.early_stopping",
+    "train.device",
+    "train.checkpoint_every_steps",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "output_dir",
+)
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and key not in ("model", "loss"):
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def check_resume_config(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Refuse to resume with a config that differs from the run's ``config.yaml`` beyond
+    :data:`RESUMABLE_CHANGES` (a resumed run would silently mix two experiments)."""
+    from microcnn.config import load_config
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old, new = _flatten(load_config(saved).to_dict()), _flatten(cfg.to_dict())
+    changed = [
+        k
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise ConfigError(
+            f"Cannot resume '{run_dir}' with a different config: {', '.join(changed)} changed "
+            f"(e.g. {changed[0]}: {old.get(changed[0])!r} -> {new.get(changed[0])!r}). Only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change; start a new run for the rest."
+        )
+
+
 def _write_run_files(cfg: ExperimentConfig, prepared: PreparedData, train_set: Any, run_dir: Path) -> None:
     from microcnn.data.splits import save_split
     from microcnn.data.transforms import save_pipeline
@@ -143,6 +190,8 @@ def train(
     seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / cfg.name
     _check_run_dir(run_dir, resume)
+    if resume:
+        check_resume_config(cfg, run_dir)
     prepared = prepare_data(cfg, split=split)
     spec = complete_model_spec(cfg, prepared)
     model = build_model(dict(spec))

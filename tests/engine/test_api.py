@@ -70,3 +70,14 @@ def test_deterministic_with_a_nondeterministic_layer_is_a_config_error(tmp_path)
         train(cfg, run_dir=tmp_path / "run")
     cfg = _cfg(tmp_path, "model={name: segnet, depth: 2, base_channels: 4}", "train.deterministic=false")
     assert train(cfg, run_dir=tmp_path / "run2").stopped == "epochs"
+
+
+def test_resume_refuses_a_changed_experiment(tmp_path):
+    train(_cfg(tmp_path, "train.max_steps=1"), run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"optim\.lr: 0\.001 -> 0\.5"):
+        train(_cfg(tmp_path, "optim.lr=0.5"), run_dir=tmp_path / "run", resume=True)
+    # more epochs (or no step limit) is a legitimate change
+    assert (
+        train(_cfg(tmp_path, "train.epochs=2"), run_dir=tmp_path / "run", resume=True).history[-1]["epoch"]
+        == 2
+    )
