@@ -106,6 +106,14 @@ def read_card(path: Path) -> dict[str, Any]:
     return card
 
 
+def markdown_card(path: Path, *, max_bytes: int = 200_000) -> str | None:
+    """The text of ``NAME.md`` next to ``NAME.safetensors`` (a regular file, not a link), else None."""
+    card = path.with_suffix(".md")
+    if not card.is_file() or card.is_symlink() or card.stat().st_size > max_bytes:
+        return None
+    return card.read_text(encoding="utf-8", errors="replace")
+
+
 def rename(project: Path, name: str, new_stem: str) -> Path:
     """Rename model ``name`` to ``new_stem`` + .safetensors in the same folder; returns the new path."""
     path = resolve(project, name)
@@ -116,12 +124,17 @@ def rename(project: Path, name: str, new_stem: str) -> Path:
             "no folders); e.g. 'steel_unet_v2'"
         )
     target = path.with_name(stem + SUFFIX)
-    if target.exists():
+    if target.exists() or target.with_suffix(".md").exists():
         raise ModelFileError(f"{target.name} already exists in {path.parent.name}/; pick another name")
     path.rename(target)
+    if markdown_card(path) is not None:  # the card travels with its weights
+        path.with_suffix(".md").rename(target.with_suffix(".md"))
     return target
 
 
 def delete(project: Path, name: str) -> None:
-    """Delete model ``name`` (after :func:`resolve` accepted it)."""
-    resolve(project, name).unlink()
+    """Delete model ``name`` (after :func:`resolve` accepted it) and its NAME.md card."""
+    path = resolve(project, name)
+    if markdown_card(path) is not None:
+        path.with_suffix(".md").unlink()
+    path.unlink()

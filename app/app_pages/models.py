@@ -1,11 +1,14 @@
 """Models page: default and trained weights with their cards; rename, delete, download.
 
-Lists ``*.safetensors`` in data/models/ and runs/<run>/ of the project folder. Cards come from the file's
-safetensors metadata (no tensors loaded, nothing unpickled). Names typed or chosen in the browser never
-leave those folders (app/model_files.resolve).
+Lists ``*.safetensors`` in data/models/ and runs/<run>/ of the project folder. The card is the markdown file
+next to the weights (``NAME.md``, written by ``microcnn.cards.export_run``) when there is one; the file's
+safetensors metadata (no tensors loaded, nothing unpickled) is shown below it. Names typed or chosen in the
+browser never leave those folders (app/model_files.resolve).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import model_files
 import pandas as pd
@@ -48,8 +51,20 @@ st.dataframe(
 choice = st.selectbox("Model", [f.name for f in files], key="models.choice")
 
 
+def show_markdown_card(path: Path, card: dict) -> None:
+    """The model card written next to the weights (NAME.md), else the card stored in the metadata."""
+    text = model_files.markdown_card(path)
+    if text is not None:
+        with st.container(border=True):
+            st.markdown(text)  # HTML in the file is escaped by st.markdown (no unsafe_allow_html)
+    elif isinstance(card.get("card"), dict):
+        rows = [{"field": k, "value": str(v)} for k, v in card["card"].items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="models.card_table")
+
+
 def show_card(card: dict) -> None:
     """Known card fields first (as a table), then the rest as JSON."""
+    card = {k: v for k, v in card.items() if k != "card"}
     known = {k: card[k] for k in CARD_FIELDS if k in card}
     if known:
         rows = [{"field": k, "value": str(v)} for k, v in known.items()]
@@ -63,7 +78,10 @@ def show_card(card: dict) -> None:
 
 with views.friendly_errors("Reading the model card"):
     path = model_files.resolve(project, choice)
-    show_card(model_files.read_card(path))
+    metadata = model_files.read_card(path)
+    show_markdown_card(path, metadata)
+    with st.expander("Metadata stored in the weights file", expanded=model_files.markdown_card(path) is None):
+        show_card(metadata)
     st.download_button(
         "Download weights (.safetensors)",
         data=path.read_bytes(),

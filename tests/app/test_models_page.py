@@ -115,3 +115,25 @@ def test_page_with_a_corrupt_file_stays_usable(project: Path, new_session) -> No
     assert any("corrupt or unsupported" in e.value for e in at.error)
     at.selectbox(key="models.choice").select("data/models/good.safetensors").run()
     assert not at.error and not at.exception
+
+
+def test_markdown_card_next_to_the_weights_is_shown_and_travels_on_rename(project: Path, new_session) -> None:
+    path = write_model(project / "data" / "models" / "phase_segmenter.safetensors")
+    path.with_suffix(".md").write_text("# phase_segmenter\n\nMean IoU **0.91** on the held-out split.\n")
+    at = new_session("models")
+    assert not at.exception
+    assert any("Mean IoU" in m.value for m in at.markdown)
+    at.text_input(key="models.new_name").input("segmenter_v2")
+    at.button(key="models.rename").click().run()
+    folder = project / "data" / "models"
+    assert sorted(p.name for p in folder.iterdir()) == ["segmenter_v2.md", "segmenter_v2.safetensors"]
+    at.checkbox(key="models.confirm_delete").check().run()
+    at.button(key="models.delete").click().run()
+    assert list(folder.iterdir()) == []
+
+
+def test_card_stored_in_the_metadata_is_shown_without_a_markdown_file(project: Path, new_session) -> None:
+    write_model(project / "data" / "models" / "m.safetensors", {**CARD, "card": {"mean_iou": 0.91}})
+    at = new_session("models")
+    card_table = at.dataframe[1].value  # [0] lists the files
+    assert dict(zip(card_table["field"], card_table["value"])) == {"mean_iou": "0.91"}
