@@ -64,6 +64,27 @@ _API: dict[str, str] = {
     "conv_output_size": "microcnn.models.describe",
     "conv_transpose_output_size": "microcnn.models.describe",
     "split_mean_logvar": "microcnn.models.regression",
+    # training
+    "save_config": "microcnn.config",
+    "train": "microcnn.engine.api",
+    "evaluate": "microcnn.engine.api",
+    "cross_validate": "microcnn.engine.api",
+    "RunResult": "microcnn.engine.api",
+    "CVResult": "microcnn.engine.api",
+    "save_weights": "microcnn.engine.checkpoint",
+    "load_weights": "microcnn.engine.checkpoint",
+    "load_model": "microcnn.engine.checkpoint",
+    "select_device": "microcnn.engine.device",
+    # inference
+    "Predictor": "microcnn.inference.predictor",
+    "sliding_window": "microcnn.inference.tiling",
+    "predict_archive": "microcnn.inference.batch",
+    "BatchSummary": "microcnn.inference.batch",
+    "predict_files": "microcnn.inference.files",
+    # explanations
+    "grad_cam": "microcnn.analysis.explain",
+    "feature_maps": "microcnn.analysis.explain",
+    "first_layer_kernels": "microcnn.analysis.explain",
     # analysis (quantification in µm or px, classical baselines)
     "SegmentationResult": "microcnn.analysis.results",
     "ClassificationResult": "microcnn.analysis.results",

@@ -33,3 +33,22 @@ def nasa_dir() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_state_is_left_as_found():
+    """Fail a test that leaves torch's process-wide switches changed (they would leak into later tests)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()) if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    after = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    expected = before or (False, after[1])
+    if after != expected:
+        torch.use_deterministic_algorithms(expected[0])
+        torch.set_num_threads(expected[1])
+        pytest.fail(f"torch global state changed by this test: (deterministic, threads) {expected}->{after}")

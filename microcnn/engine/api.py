@@ -180,14 +180,27 @@ def train(
         progress: ``progress(epoch, step, info)`` (see :class:`~microcnn.engine.trainer.Trainer`).
         split: {"train": ids, "val": ids} instead of ``data.split`` / a seeded split (cross-validation).
     """
-    from microcnn.engine.device import seed_everything, select_device
+    from microcnn.engine.device import seeded_run
+
+    with seeded_run(cfg.seed, deterministic=cfg.train.deterministic):
+        return _train_seeded(cfg, run_dir=run_dir, resume=resume, progress=progress, split=split)
+
+
+def _train_seeded(
+    cfg: ExperimentConfig,
+    *,
+    run_dir: str | Path | None,
+    resume: bool,
+    progress: Progress | None,
+    split: dict[str, list[str]] | None,
+) -> RunResult:
+    from microcnn.engine.device import select_device
     from microcnn.engine.distributed import device_for_rank, init_distributed
     from microcnn.engine.tasks import build_task
     from microcnn.models import build_model
 
     dist = init_distributed(cfg.train.device)
     device = device_for_rank(select_device(cfg.train.device), dist)
-    seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / cfg.name
     _check_run_dir(run_dir, resume)
     if resume:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -74,6 +76,23 @@ def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     if amp == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+@contextmanager
+def seeded_run(seed: int, *, deterministic: bool = False) -> Iterator[None]:
+    """:func:`seed_everything` for the duration of a run, then restore the process-wide switches.
+
+    ``torch.use_deterministic_algorithms`` is global: left on after a deterministic run it would make later
+    work in the same process (the app, a test session, prediction with max-unpooling) fail.
+    """
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_benchmark = torch.backends.cudnn.benchmark
+    seed_everything(seed, deterministic=deterministic)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.backends.cudnn.benchmark = was_benchmark
 
 
 def seed_everything(seed: int, *, deterministic: bool = False) -> None:

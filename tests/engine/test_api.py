@@ -68,6 +68,8 @@ def test_deterministic_with_a_nondeterministic_layer_is_a_config_error(tmp_path)
     cfg = _cfg(tmp_path, "model={name: segnet, depth: 2, base_channels: 4}")
     with pytest.raises(ConfigError, match="no deterministic kernel"):
         train(cfg, run_dir=tmp_path / "run")
+    # the process-wide switch is restored after the run: later work (prediction, other tests) is unaffected
+    assert not torch.are_deterministic_algorithms_enabled()
     cfg = _cfg(tmp_path, "model={name: segnet, depth: 2, base_channels: 4}", "train.deterministic=false")
     assert train(cfg, run_dir=tmp_path / "run2").stopped == "epochs"
 
