@@ -26,8 +26,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
 	  else (sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null); fi; }
 
+# The main job on the embedded samples and default models (results in runs/demo), then the web app.
+APP_PORT ?= 8501
 demo: $(VENV)/.installed
-	$(PY) -m microcnn demo
+	$(PY) -m microcnn demo --out runs/demo
+	@echo "Starting the app on http://localhost:$(APP_PORT)  (Ctrl-C stops it)"
+	$(PY) -m streamlit run app/streamlit_app.py --server.port $(APP_PORT) --server.headless true \
+	  --browser.gatherUsageStats false
 
 test: $(VENV)/.installed-dev browser
 	$(VENV)/bin/ruff check .
