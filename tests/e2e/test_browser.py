@@ -1,8 +1,10 @@
-"""The app in a real browser: upload a 16-bit TIFF on Analyze, see overlay + tables + download; open Learn."""
+"""The app in a real browser: upload a 16-bit TIFF on Analyze, see overlay + tables + download; open Learn;
+run a small training on Train (background process, live state, finished model)."""
 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +52,29 @@ def test_learn_page_opens(page, app_url: str, artifacts: Path) -> None:
     expect(page.get_by_text("Convolution playground")).to_be_visible()
     expect(page.get_by_text("Optimizer race")).to_be_visible()
     page.screenshot(path=str(artifacts / "learn.png"), full_page=True)
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def test_small_training_on_train_page(page, app_url: str, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+    page.goto(f"{app_url}/train")
+    expect(page.get_by_text("No training jobs yet")).to_be_visible()
+    set_number(page, "Images", 12)  # defaults: classification, synthetic data, LeNet-5
+    set_number(page, "Epochs", 1)
+    set_number(page, "Batch size", 4)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("Started")).to_be_visible()
+    expect(page.get_by_text("Model saved")).to_be_visible(timeout=180_000)  # the live fragment sees it finish
+    expect(page.get_by_test_id("stMarkdown").get_by_text("finished", exact=True)).to_be_visible()
+    page.screenshot(path=str(artifacts / "train.png"), full_page=True)
+    page.goto(f"{app_url}/models")
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(
+        re.compile(r"^runs/run-.*/model\.safetensors$")
+    )
