@@ -143,7 +143,8 @@ def cnn_section(models: list[str]) -> tuple[str | None, dict[str, Any]]:
         return None, {}
     name = st.selectbox("Model", models, key="analyze.model")
     card = views.guarded(
-        "Reading the model card", model_files.read_card, model_files.resolve(state.project_dir(), name)
+        "Reading the model card",
+        lambda: model_files.read_card(model_files.resolve(state.project_dir(), name)),
     )
     if card:
         classes = card.get("class_names") or card.get("target_names") or []

@@ -112,3 +112,20 @@ def test_a_model_name_outside_the_models_folders_is_refused(project: Path) -> No
 
     with pytest.raises(model_files.UnsafeModelPathError):
         cnn.load(project, "../outside.safetensors")
+
+
+def test_a_corrupt_model_file_gives_a_message_and_classical_still_works(project: Path, new_session) -> None:
+    (project / "runs" / "bad").mkdir()
+    (project / "runs" / "bad" / "model.safetensors").write_bytes(b"\x00" * 64)
+    at = new_session("analyze")
+    at.file_uploader[0].upload("img.tif", tiff16(two_phase_image()), "image/tiff").run()
+    at.radio(key="analyze.kind").set_value("CNN model").run()
+    assert any("corrupt or unsupported" in e.value for e in at.error)
+    at.button(key="analyze.run").click().run()
+    assert not at.exception
+    assert any("Analysis:" in e.value and "corrupt" in e.value for e in at.error)
+    assert not at.session_state["analyze.results"]
+    at.radio(key="analyze.kind").set_value("Classical (no training needed)").run()
+    at.button(key="analyze.run").click().run()
+    assert not at.exception and not at.error
+    assert len(at.session_state["analyze.results"]) == 1
