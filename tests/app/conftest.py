@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project folder (data/models/, runs/) that the app's Models page reads."""
     (tmp_path / "data" / "models").mkdir(parents=True)
     (tmp_path / "runs").mkdir()
+    (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("MICROCNN_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the Batch page's work folders
     return tmp_path
 
 
