@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from microcnn.errors import MicrocnnError
+from microcnn.io.atomic import replace_durably
 
 FORMAT = "microcnn-predictions"
 FORMAT_VERSION = 1
@@ -133,19 +134,9 @@ def _check_same_job(f: Any, tmp: Path, attrs: dict[str, Any]) -> None:
             )
 
 
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(tmp: Path, path: Path) -> None:
     """fsync ``tmp``, rename it to ``path`` atomically, fsync the folder."""
-    fsync_path(tmp)
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    replace_durably(tmp, path)
 
 
 def check_output_free(path: Path) -> None:

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from microcnn.errors import DatasetError
+from microcnn.io.atomic import fsync_path
 from microcnn.registry import check_choice
 
 FORMAT = "microcnn-archive"
@@ -243,7 +244,7 @@ class ArchiveWriter:
         self._file.flush()
         self._file.close()
         self._file = None
-        _fsync(self._tmp)
+        fsync_path(self._tmp)
         _publish(self._tmp, self.path, overwrite=self.overwrite)
         return self.path
 
@@ -402,14 +403,6 @@ def _per_image(f: Any, key: str, item_shape: tuple[int, ...], dtype: Any, *, fil
     )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     """Move the finished temporary file into place; without ``overwrite`` never clobber (atomic link)."""
     if overwrite:
@@ -425,11 +418,7 @@ def _publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
                 raise DatasetError(f"Output '{path}' already exists; nothing was replaced.") from None
             os.replace(tmp, path)  # filesystem without hard links
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_path(path.parent)
 
 
 # The reader (open_archive, read_archive_info, ArchiveReader) lives in hdf5_reader.py to keep modules small.
