@@ -36,7 +36,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "not slow" -p no:cacheprovider
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider --durations=30
 
 test-all: $(VENV)/.installed-dev browser
 	$(PY) -m pytest -p no:cacheprovider
