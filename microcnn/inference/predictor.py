@@ -50,7 +50,9 @@ class Predictor:
         metadata: the checkpoint metadata of the first member (task, class_names, target_names,
             target_units, preprocessing, pixel_size_um, model).
         device: "auto" | "cpu" | "cuda[:N]" | "mps" (a GPU asked for and missing is an error).
-        tile: window side in px for large images; overlap: fraction shared by neighbouring windows.
+        tile: window side in px for large images; overlap: fraction shared by neighbouring windows. An
+            image up to ``tile`` on each side goes through in one pass (tiling a 1024² image into 512²
+            windows with overlap computes 2.25× its area).
         tta: average over the 8 flips/rotations of the square (8x the compute).
         batch_size: tiles per forward pass (bounds memory); blend: "gaussian" | "cosine" | "constant".
         rescale: resample each image to the training pixel size before predicting.
@@ -63,10 +65,10 @@ class Predictor:
         metadata: dict[str, Any],
         *,
         device: str = "auto",
-        tile: int = 512,
+        tile: int = 1024,
         overlap: float = 0.25,
         tta: bool = False,
-        batch_size: int = 4,
+        batch_size: int = 2,
         blend: str = "gaussian",
         rescale: bool = False,
         names: Sequence[str] | None = None,
