@@ -56,11 +56,12 @@ def test_tiff_budget_is_checked_from_the_header(tmp_path):
         read_micrograph(path)
 
 
-def test_tiff_with_20000_pages_is_refused_in_well_under_a_second(tiff_20000_pages):
+def test_tiff_with_20000_pages_is_refused_without_walking_the_pages(tiff_20000_pages):
     start = time.perf_counter()
     with pytest.raises(ImageTooLargeError, match="20000 pages, over the limit of 10000"):
         read_micrograph(tiff_20000_pages)
-    assert time.perf_counter() - start < 1.0
+    # a hang guard only (robust on a loaded CI machine); the speed figure (~20 ms) is in benchmarks/bench_io
+    assert time.perf_counter() - start < 10.0
 
 
 def test_page_cap_is_configurable_and_page_range_checked():
