@@ -190,8 +190,11 @@ def render_card(card: dict[str, Any]) -> str:
     """The card as markdown: a facts table, the held-out metrics table and the reproducing command."""
     pixel = card.get("pixel_size_um")
     pixel_text = f"{pixel:g} µm/px" if isinstance(pixel, int | float) and pixel == pixel else "unknown"
-    if card.get("pixel_size_note"):
-        pixel_text += f" ({card['pixel_size_note']})"
+    note = card.get("pixel_size_note") or ""
+    if note.startswith("unknown") and pixel_text == "unknown":
+        pixel_text = note
+    elif note:
+        pixel_text += f" ({note})"
     facts = [
         ("task", card.get("task")),
         ("classes (mask value / label index = position)", card.get("class_names")),
