@@ -61,8 +61,8 @@ def _segmentation(samples: Path, model: Path, out: Path) -> dict[str, Any]:
     ious, errors, diameters = [], [], []
     pixel_size = json.loads((samples / "dataset.json").read_text())["pixel_size_um"]
     for path in files:
-        truth = np.asarray(Image.open(samples / "masks" / path.name))
         pred = np.asarray(Image.open(out / f"{path.stem}_mask.png"))
+        truth = np.asarray(Image.open(samples / "masks" / path.name))[: pred.shape[0]]  # info bar cut off
         valid = truth != 255
         t, p = (truth == 1) & valid, (pred == 1) & valid
         ious.append(float((t & p).sum() / max(1, (t | p).sum())))

@@ -25,9 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="model file; repeat for an ensemble")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default auto)")
-    parser.add_argument("--tile", type=int, default=512, help="tile side in px (512)")
+    parser.add_argument("--tile", type=int, default=1024, help="tile side in px (1024)")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (0.25)")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (4)")
+    parser.add_argument("--batch-size", type=int, default=2, help="tiles per forward pass (2)")
+    parser.add_argument("--keep-info-bar", action="store_true",
+                        help="do not cut off an SEM data bar found at the bottom of an image")  # fmt: skip
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: 8 flips/rotations")
     parser.add_argument("--rescale", action="store_true", help="resample to the training pixel size first")
     parser.set_defaults(func=run)
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                "batch_size": args.batch_size, "tta": args.tta, "rescale": args.rescale}  # fmt: skip
     predictor = Predictor.from_checkpoint(args.model, **options)
     with tqdm(total=len(files), unit="img", desc="predict", disable=None) as bar:  # shows img/s
-        rows = predict_files(predictor, files, args.out, progress=lambda done, _t: bar.update(done - bar.n))
+        rows = predict_files(predictor, files, args.out, progress=lambda done, _t: bar.update(done - bar.n),
+                             crop_bar=not args.keep_info_bar)  # fmt: skip
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"{len(rows) - len(failed)}/{len(rows)} images -> {args.out}/predictions.csv")
     for r in failed:

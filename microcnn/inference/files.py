@@ -91,9 +91,17 @@ def predict_files(
     out_dir: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    crop_bar: bool = True,
 ) -> list[dict[str, Any]]:
-    """Predict each file, write ``out_dir/predictions.csv`` (+ PNGs for segmentation); return the rows."""
+    """Predict each file, write ``out_dir/predictions.csv`` (+ PNGs for segmentation); return the rows.
+
+    With ``crop_bar`` (default) an SEM data bar found at the bottom of a frame
+    (:func:`microcnn.io.infobar.detect_info_bar`) is cut off first, as the app does: its text and flat
+    background would otherwise skew the per-image intensity standardisation. The CSV records the rows cut
+    (``info_bar_rows``); masks and overlays then cover the micrograph above the bar.
+    """
     from microcnn.io.images import read_micrograph
+    from microcnn.io.infobar import crop_info_bar
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +110,10 @@ def predict_files(
         row: dict[str, Any] = {"file": str(path), "status": "ok", "error": ""}
         try:
             micrograph = read_micrograph(path)
+            rows_before = micrograph.height
+            if crop_bar:
+                micrograph = crop_info_bar(micrograph)
+            row["info_bar_rows"] = rows_before - micrograph.height
             result = predictor.predict(micrograph)
             row |= {"rows": micrograph.height, "cols": micrograph.width,
                     "pixel_size_um": micrograph.pixel_size_um or "", "unit": micrograph.unit}  # fmt: skip

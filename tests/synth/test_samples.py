@@ -13,6 +13,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 COMMANDS = {
     "segmentation": "--task segmentation --n 24 --size 256 --seed 0 --info-bar",
     "classification": "--task classification --n 48 --size 128 --seed 1",
+    "regression": "--task regression --n 24 --size 64 --seed 2",
 }
 
 
