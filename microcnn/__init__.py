@@ -75,6 +75,10 @@ _API: dict[str, str] = {
     "load_weights": "microcnn.engine.checkpoint",
     "load_model": "microcnn.engine.checkpoint",
     "select_device": "microcnn.engine.device",
+    # model files and cards
+    "export_run": "microcnn.cards",
+    "read_card": "microcnn.cards",
+    "list_cards": "microcnn.cards",
     # inference
     "Predictor": "microcnn.inference.predictor",
     "sliding_window": "microcnn.inference.tiling",
