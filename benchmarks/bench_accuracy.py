@@ -1,0 +1,298 @@
+"""Accuracy on real micrographs (../shared/data) and on synthetic data, ours next to the peer.
+
+Sections (each returns a JSON-friendly dict; a missing dataset gives {"skipped": reason}):
+
+- ``nasa``: Super1 (train 10 / val 4 / test 4) and the 5 out-of-distribution images; ``super3`` the same
+  with the one-shot training image. Joint IoU as in the dataset's SOURCE.md: smp ``IoU(threshold=0.5)``
+  over the 3 one-hot channels jointly = sum TP / (sum TP + sum FP + sum FN) over channels; with one-hot
+  argmax predictions every wrong pixel is one FP and one FN, so joint IoU = a / (2 - a) for pixel accuracy
+  a (micro over all test pixels).
+- ``uhcs``: the DeCost 2019 folds (``decost2019_validation_sets.json``), ours, the peer and multi-Otsu
+  (4 levels, each level mapped to the majority true class of the training images).
+- ``synthetic``: the default models of data/models on a fresh synthetic set (``microcnn synth`` +
+  ``microcnn evaluate``).
+
+Each model is scored by the same code: per-class IoU, mean IoU, pixel accuracy, joint IoU, phase-fraction
+error per image (percentage points) and, per non-matrix class, the two-sample KS statistic between the
+equivalent-diameter distributions of objects in predicted and true masks (scipy ``ks_2samp``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.training import BudgetedRun, register_peer, train_budgeted
+
+DATA = Path("../shared/data")
+NASA_CONFIG, UHCS_CONFIG = "configs/nasa_super1.yaml", "configs/bench/uhcs.yaml"
+
+
+def nasa_split(root: Path, column: str) -> dict[str, list[str]]:
+    """{role: stems} of benchmark ``column`` (Super1..Super4) of ``splits.csv``."""
+    out: dict[str, list[str]] = {}
+    with open(root / "splits.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row[column]:
+                out.setdefault(row[column], []).append(row["stem"])
+    return out
+
+
+def uhcs_folds(root: Path) -> list[list[str]]:
+    """The 6 DeCost 2019 validation folds as image stems (``micrograph75`` -> ``uhcs0075``)."""
+    raw = json.loads((root / "splits" / "decost2019_validation_sets.json").read_text())
+    return [[f"uhcs{int(n.removeprefix('micrograph')):04d}" for n in raw[k]] for k in sorted(raw, key=int)]
+
+
+def load_pair(root: Path, stem: str) -> tuple[Any, np.ndarray]:
+    """(Micrograph (H, W) gray, (H, W) uint8 true mask) of ``stem``."""
+    from PIL import Image
+
+    from microcnn.io.images import read_micrograph
+
+    image = next(p for p in (root / "images").iterdir() if p.stem == stem)
+    micrograph = read_micrograph(image, as_gray=True)
+    return micrograph, np.asarray(Image.open(root / "masks" / f"{stem}.png"))
+
+
+def confusion(pred: np.ndarray, true: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) int64 confusion matrix, rows = true, cols = predicted; pixels labelled 255 are ignored."""
+    keep = true < k
+    return np.bincount(true[keep].astype(np.int64) * k + pred[keep], minlength=k * k).reshape(k, k)
+
+
+def _ks(pred_sizes: list[np.ndarray], true_sizes: list[np.ndarray]) -> float:
+    from scipy.stats import ks_2samp
+
+    p, t = np.concatenate(pred_sizes), np.concatenate(true_sizes)
+    return float(ks_2samp(p, t).statistic) if len(p) and len(t) else math.nan
+
+
+def score_masks(
+    preds: list[np.ndarray],
+    truths: list[np.ndarray],
+    *,
+    class_names: list[str],
+    pixel_sizes: list[float | None],
+) -> dict[str, Any]:
+    """Scores of predicted vs true (H, W) class-index masks (see the module docstring)."""
+    from microcnn.analysis import measure_objects
+
+    k = len(class_names)
+    cm = sum(confusion(p, t, k) for p, t in zip(preds, truths))
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    acc = tp.sum() / cm.sum()
+    frac_err = [
+        [100 * abs((p == c).mean() - (t == c).mean()) for c in range(k)] for p, t in zip(preds, truths)
+    ]
+    sizes: dict[str, Any] = {}
+    for c in range(1, k):
+        got = [measure_objects(p == c, pixel_size_um=s) for p, s in zip(preds, pixel_sizes)]
+        ref = [measure_objects(t == c, pixel_size_um=s) for t, s in zip(truths, pixel_sizes)]
+        col = next(n for n in got[0].columns if n.startswith("equivalent_diameter"))
+        sizes[class_names[c]] = {
+            "ks": _ks([g[col].to_numpy() for g in got], [r[col].to_numpy() for r in ref]),
+            "n_pred": int(sum(len(g) for g in got)),
+            "n_true": int(sum(len(r) for r in ref)),
+        }
+    return {
+        "n_images": len(preds),
+        "iou": {n: float(v) for n, v in zip(class_names, iou)},
+        "mean_iou": float(np.nanmean(iou)),
+        "pixel_accuracy": float(acc),
+        "joint_iou": float(acc / (2 - acc)),
+        "fraction_error_pp_mean": float(np.mean(frac_err)),
+        "fraction_error_pp_max": float(np.max(frac_err)),
+        "fraction_error_pp_per_image": frac_err,
+        "size_ks": sizes,
+    }
+
+
+def predict_masks(weights: Path, micrographs: list[Any]) -> list[np.ndarray]:
+    """Class-index masks of a trained model (``microcnn.inference.Predictor``, CPU, no TTA)."""
+    from microcnn.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(weights, device="cpu")
+    return [predictor.predict(m).mask for m in micrographs]
+
+
+def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], class_names: list[str]):
+    """Training facts of ``run`` and its scores on each named set of (micrograph, mask) pairs."""
+    out: dict[str, Any] = {
+        "train_seconds": run.seconds,
+        "epochs_planned": run.epochs_planned,
+        "epochs_done": run.epochs_done,
+        "stopped": run.stopped,
+        "best_val": run.best,
+        "run_dir": str(run.run_dir),
+    }
+    if run.weights is None:
+        out["error"] = "no model.safetensors was written (budget shorter than one epoch)"
+        return out
+    for name, pairs in sets.items():
+        preds = predict_masks(run.weights, [m for m, _ in pairs])
+        out[name] = score_masks(
+            preds,
+            [t for _, t in pairs],
+            class_names=class_names,
+            pixel_sizes=[m.pixel_size_um for m, _ in pairs],
+        )
+    return out
+
+
+def _ours_and_peer(
+    config: str,
+    *,
+    split: dict[str, list[str]],
+    sets: dict[str, Any],
+    minutes: float,
+    out_dir: Path,
+    tag: str,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    from microcnn.config import load_config
+
+    peer = register_peer()
+    cfg = load_config(config, overrides=overrides)
+    names = list(cfg.data.class_names)
+    result = {}
+    for who, extra in (("ours", []), ("peer", [f"model={{name: {peer}}}"])):
+        run_cfg = load_config(cfg, overrides=extra)
+        run = train_budgeted(
+            run_cfg, run_dir=out_dir / f"{tag}-{who}", minutes=minutes, split=split, num_classes=len(names)
+        )
+        result[who] = {"model": dict(run_cfg.model), **score_run(run, sets, names)}
+    return result
+
+
+def bench_nasa(
+    *,
+    minutes: float,
+    out_dir: Path,
+    benchmark: str = "Super1",
+    root: Path = DATA / "nasa_super",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Super1 (or Super3: one-shot) test + the 5 out-of-distribution images, ours and the peer."""
+    if not root.is_dir():
+        return {"skipped": f"{root} not found (the NASA Super data set; see docs/benchmarks.md)"}
+    roles = nasa_split(root, benchmark)
+    ood = nasa_split(root, "Super2").get("different_test", [])
+    split = {"train": roles["train"], "val": roles["val"]}
+    sets = {"test": [load_pair(root, s) for s in roles["test"]], "ood": [load_pair(root, s) for s in ood]}
+    over = [f"data.source={root}", *(overrides or [])]
+    result = _ours_and_peer(
+        NASA_CONFIG,
+        split=split,
+        sets=sets,
+        minutes=minutes,
+        out_dir=out_dir,
+        tag=benchmark.lower(),
+        overrides=over,
+    )
+    return {"benchmark": benchmark, "split": {**split, "test": roles["test"], "ood": ood}, **result}
+
+
+def otsu_masks(train: list[tuple[Any, np.ndarray]], test: list[Any], k: int) -> list[np.ndarray]:
+    """Multi-Otsu with ``k`` levels; level -> the true class most often under it in the training images."""
+    from microcnn.analysis import multi_otsu
+
+    votes = np.zeros((k, k), np.int64)  # rows = Otsu level, cols = true class
+    for m, t in train:
+        votes += confusion(t, multi_otsu(m, classes=k).mask, k)  # rows = Otsu level
+    mapping = votes.argmax(1).astype(np.uint8)
+    return [mapping[multi_otsu(m, classes=k).mask] for m in test]
+
+
+def bench_uhcs(
+    *,
+    minutes: float,
+    out_dir: Path,
+    folds: list[int],
+    root: Path = DATA / "uhcs_seg24",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """DeCost folds ``folds``: ours, the peer and multi-Otsu, scored on each held-out fold."""
+    if not root.is_dir():
+        return {"skipped": f"{root} not found (the UHCS data set; see docs/benchmarks.md)"}
+    from microcnn.config import load_config
+
+    all_folds = uhcs_folds(root)
+    stems = sorted(s for f in all_folds for s in f)
+    over = [f"data.source={root}", f"data.samples_csv={root / 'metadata.csv'}", *(overrides or [])]
+    names = list(load_config(UHCS_CONFIG, overrides=over).data.class_names)
+    out: dict[str, Any] = {"folds": {}}
+    for i in folds:
+        test = all_folds[i]
+        split = {"train": [s for s in stems if s not in test], "val": test}
+        pairs = [load_pair(root, s) for s in test]
+        fold = _ours_and_peer(
+            UHCS_CONFIG,
+            split=split,
+            sets={"test": pairs},
+            minutes=minutes,
+            out_dir=out_dir,
+            tag=f"uhcs-fold{i}",
+            overrides=over,
+        )
+        train_pairs = [load_pair(root, s) for s in split["train"]]
+        otsu = otsu_masks(train_pairs, [m for m, _ in pairs], len(names))
+        fold["multi_otsu"] = {
+            "test": score_masks(
+                otsu,
+                [t for _, t in pairs],
+                class_names=names,
+                pixel_sizes=[m.pixel_size_um for m, _ in pairs],
+            )
+        }
+        out["folds"][i] = fold
+    return out
+
+
+# Default model -> the `microcnn synth` arguments of a fresh held-out set like its training data
+# (configs/models/*.yaml), with a seed none of them was trained on.
+SYNTH_SETS = {
+    "morphology_classifier": ["--task", "classification", "--size", "96"],
+    "property_regressor": [
+        "--task",
+        "regression",
+        "--size",
+        "64",
+        "--properties",
+        "porosity,tortuosity,deff_ratio",
+    ],
+    "phase_segmenter": ["--task", "segmentation", "--size", "128"],
+}
+
+
+def bench_synthetic(*, n: int, out_dir: Path, models_dir: Path = Path("data/models"), seed: int = 2026):
+    """The default models on a fresh synthetic set each: the commands and ``microcnn evaluate``'s metrics."""
+    import subprocess
+    import sys
+
+    from microcnn.engine import evaluate
+
+    out: dict[str, Any] = {}
+    for name, args in SYNTH_SETS.items():
+        weights = models_dir / f"{name}.safetensors"
+        if not weights.exists():
+            out[name] = {"skipped": f"{weights} not present (make models builds it)"}
+            continue
+        data = out_dir / f"synth-{name}"
+        synth = ["microcnn", "synth", *args, "--n", str(n), "--seed", str(seed), "--out", str(data)]
+        if not data.exists():
+            subprocess.run([sys.executable, "-m", *synth], check=True, capture_output=True)
+        metrics = evaluate(weights, data, device="cpu")
+        metrics.pop("confusion_matrix", None)
+        out[name] = {
+            "commands": [" ".join(synth), f"microcnn evaluate {weights} {data}"],
+            "metrics": metrics,
+        }
+    return out

@@ -1,0 +1,336 @@
+"""Speed benchmarks: matmul peak, model forward/training GFLOP/s as % of that peak, images/s, the peer.
+
+Every figure is a ratio measured in the same process and the same run, so readers can compare them even
+when the machine is loaded (the load average is recorded next to them by ``benchmarks.run``).
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (PyTorch's own counter of matmul/conv FLOPs,
+forward and backward), not from hand-written formulas. One multiply-add counts as 2 FLOPs, the same
+convention as the ``2 n^3`` of the matrix-multiply reference.
+
+Usage: ``python -m benchmarks.bench_speed [--side 256] [--batch 8] [--seconds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+# Our three default architectures and the peer, at equal input (1 channel). The regressor is the default
+# ``property_regressor`` backbone (configs/models/property_regressor.yaml).
+REGRESSOR_SPEC = {
+    "name": "regressor",
+    "backbone": "vgg11",
+    "backbone_kwargs": {"widths": [16, 32, 64, 64, 64], "norm": "batch"},
+    "hidden": [64],
+    "heteroscedastic": True,
+    "num_targets": 3,
+}
+
+
+def smp_unet(*, in_channels: int = 1, num_classes: int = 3) -> nn.Module:
+    """The peer: segmentation_models_pytorch ``Unet("resnet18", encoder_weights=None)`` (random init)."""
+    import segmentation_models_pytorch as smp
+
+    return smp.Unet(
+        encoder_name="resnet18", encoder_weights=None, in_channels=in_channels, classes=num_classes
+    )
+
+
+def model_builders() -> dict[str, Callable[[], nn.Module]]:
+    """Name -> builder of each benchmarked model (1 input channel)."""
+    from microcnn.models import build_model
+
+    return {
+        "unet (ours, default)": lambda: build_model("unet", in_channels=1, num_classes=3),
+        "resnet_unet resnet18 (ours)": lambda: build_model(
+            "resnet_unet", encoder="resnet18", in_channels=1, num_classes=3
+        ),
+        "resnet18 classifier (ours)": lambda: build_model("resnet18", in_channels=1, num_classes=4),
+        "regressor (ours, default)": lambda: build_model({**REGRESSOR_SPEC, "in_channels": 1}),
+        "smp Unet resnet18 (peer)": smp_unet,
+    }
+
+
+def timed(fn: Callable[[], Any], *, seconds: float, warmup: int = 1, min_calls: int = 2) -> float:
+    """Median-free mean seconds per call of ``fn`` over at least ``min_calls`` calls and ``seconds`` s."""
+    for _ in range(warmup):
+        fn()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def matmul_peak_gflops(*, n: int = 1024, seconds: float = 2.0) -> float:
+    """Measured fp32 matrix-multiply rate (GFLOP/s) of an (n, n) @ (n, n) product: 2 n^3 FLOPs per call."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    per_call = timed(lambda: torch.mm(a, b), seconds=seconds)
+    return 2 * n**3 / per_call / 1e9
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs executed by ``fn`` (convolutions and matmuls, forward and backward) by PyTorch's counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _step_fns(model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def forward() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+
+    def train_step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        model(x).float().square().mean().backward()  # a cheap loss: its cost is negligible next to the net
+        optimizer.step()
+
+    return forward, train_step
+
+
+def measure_model(
+    model: nn.Module,
+    *,
+    side: int = 256,
+    batch: int = 8,
+    channels_last: bool = False,
+    seconds: float = 3.0,
+    peak_gflops: float | None = None,
+) -> dict[str, float]:
+    """Forward and training speed of ``model`` on (batch, 1, side, side) float32 input on the CPU.
+
+    Returns images/s, GFLOP/s and (with ``peak_gflops``) % of peak for "forward" and "train" (forward,
+    backward and an AdamW step), plus the FLOPs per image of each.
+    """
+    x = torch.rand(batch, 1, side, side)
+    if channels_last:
+        model, x = (
+            model.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
+    forward, train_step = _step_fns(model, x)
+    out: dict[str, float] = {}
+    for phase, fn in (("forward", forward), ("train", train_step)):
+        flops = count_flops(fn)
+        per_call = timed(fn, seconds=seconds, warmup=0)  # the counted call above warmed it up
+        out[f"{phase}_img_s"] = batch / per_call
+        out[f"{phase}_gflops"] = flops / per_call / 1e9
+        out[f"{phase}_gflop_per_img"] = flops / batch / 1e9
+        if peak_gflops:
+            out[f"{phase}_pct_peak"] = 100 * out[f"{phase}_gflops"] / peak_gflops
+    return out
+
+
+def bench_models(
+    *,
+    side: int = 256,
+    batch: int = 8,
+    seconds: float = 3.0,
+    peak_gflops: float | None = None,
+    names: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (model, memory format): the figures of :func:`measure_model`."""
+    rows = []
+    for name, build in model_builders().items():
+        if names is not None and name not in names:
+            continue
+        for channels_last in (False, True):
+            torch.manual_seed(0)
+            figures = measure_model(
+                build(),
+                side=side,
+                batch=batch,
+                channels_last=channels_last,
+                seconds=seconds,
+                peak_gflops=peak_gflops,
+            )
+            rows.append({"model": name, "channels_last": channels_last, **figures})
+    return rows
+
+
+def peer_ratios(
+    rows: list[dict[str, Any]], *, peer: str = "smp Unet resnet18 (peer)"
+) -> list[dict[str, Any]]:
+    """ours/theirs images/s for each segmentation model of ours at the same memory format."""
+    theirs = {r["channels_last"]: r for r in rows if r["model"] == peer}
+    out = []
+    for r in rows:
+        if "unet" not in r["model"] or r["model"] == peer or r["channels_last"] not in theirs:
+            continue
+        t = theirs[r["channels_last"]]
+        out.append(
+            {
+                "model": r["model"],
+                "channels_last": r["channels_last"],
+                "forward_ratio": r["forward_img_s"] / t["forward_img_s"],
+                "train_ratio": r["train_img_s"] / t["train_img_s"],
+            }
+        )
+    return out
+
+
+def _pure_forward_img_s(model_path: Path, archive: Path, *, batch: int, seconds: float) -> float:
+    """images/s of the bare model forward (inference_mode) on the archive's images, ``batch`` at a time."""
+    import h5py
+    import numpy as np
+
+    from microcnn.engine.checkpoint import load_model
+
+    model, _ = load_model(model_path, device="cpu")
+    model.eval()
+    with h5py.File(archive, "r") as f:
+        raw = f["images"][:batch]
+    scale = float(np.iinfo(raw.dtype).max) if np.issubdtype(raw.dtype, np.integer) else 1.0
+    images = torch.from_numpy(raw.astype("float32") / scale)
+    x = images.reshape(len(images), 1, *images.shape[-2:])
+    with torch.inference_mode():
+        per_call = timed(lambda: model(x), seconds=seconds)
+    return len(x) / per_call
+
+
+def bench_batch_h5(
+    *, sizes: tuple[int, ...] = (200, 2000), side: int = 64, seconds: float = 3.0, chunk: int = 32
+) -> dict[str, Any]:
+    """HDF5 batch prediction vs the pure forward of the same model on the same images.
+
+    Uses ``benchmarks.bench_batch`` (its inputs and its child process, which reports seconds and peak RSS
+    of ``predict_archive`` in a fresh process). Returns per size: images/s and peak RSS (MB); the ratio of
+    archive throughput to the pure forward at batch ``chunk`` and at batch 1; the peak-RSS ratio of the
+    largest to the smallest archive.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    from benchmarks import bench_batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model, archives = bench_batch.make_inputs(folder, list(sizes), side)
+        runs = {}
+        for n, path in archives.items():
+            cmd = [sys.executable, "-c", bench_batch._CHILD, str(model), str(path), str(folder / f"o{n}.h5")]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs[n] = {"images": n, "img_s": n / r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
+        first = archives[min(archives)]
+        forward_batched = _pure_forward_img_s(model, first, batch=chunk, seconds=seconds)
+        forward_one = _pure_forward_img_s(model, first, batch=1, seconds=seconds)
+    largest = runs[max(runs)]
+    return {
+        "side": side,
+        "runs": list(runs.values()),
+        "forward_img_s_batched": forward_batched,
+        "forward_img_s_batch1": forward_one,
+        "ratio_vs_batched": largest["img_s"] / forward_batched,
+        "ratio_vs_batch1": largest["img_s"] / forward_one,
+        "peak_rss_ratio": largest["peak_rss_mb"] / runs[min(runs)]["peak_rss_mb"],
+    }
+
+
+def bench_gpu(*, side: int = 256, batch: int = 8, seconds: float = 3.0) -> dict[str, Any]:
+    """CUDA only: bf16 autocast inference and training images/s of our U-Net and the peer.
+
+    Returns {"skipped": "no GPU in this run"} without CUDA.
+    """
+    if not torch.cuda.is_available():
+        return {"skipped": "no GPU in this run"}
+    dev = torch.device("cuda")
+    out: dict[str, Any] = {"device": torch.cuda.get_device_name(dev), "models": []}
+    for name in ("unet (ours, default)", "resnet_unet resnet18 (ours)", "smp Unet resnet18 (peer)"):
+        model = model_builders()[name]().to(dev)
+        x = torch.rand(batch, 1, side, side, device=dev)
+        forward, train_step = _step_fns(model, x)
+        row: dict[str, Any] = {"model": name}
+        for phase, fn in (("forward", forward), ("train", train_step)):
+
+            def synced(fn: Callable[[], Any] = fn) -> None:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    fn()
+                torch.cuda.synchronize()
+
+            row[f"{phase}_img_s_bf16"] = batch / timed(synced, seconds=seconds, warmup=3)
+        out["models"].append(row)
+    return out
+
+
+def profile_forward(
+    model: nn.Module, *, side: int = 256, batch: int = 8, top: int = 6
+) -> list[dict[str, Any]]:
+    """The ``top`` operators by self CPU time of one forward pass (torch.profiler), with their share (%)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.rand(batch, 1, side, side)
+    model.eval()
+    with torch.inference_mode():
+        model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(x)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [{"op": e.key, "pct": 100 * e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
+
+
+def profile_batch(*, n: int = 16, side: int = 64, top: int = 8) -> list[dict[str, Any]]:
+    """cProfile of ``predict_archive`` on ``n`` images: the ``top`` functions by cumulative time (%)."""
+    import cProfile
+    import pstats
+    import tempfile
+
+    from benchmarks import bench_batch
+    from microcnn.inference.batch import predict_archive
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, archives = bench_batch.make_inputs(Path(tmp), [n], side)
+        prof = cProfile.Profile()
+        prof.runcall(
+            predict_archive,
+            [str(model)],
+            archives[n],
+            Path(tmp) / "out.h5",
+            chunk=32,
+            predictor_kwargs={"device": "cpu"},
+        )
+    stats = pstats.Stats(prof)
+    total = max(v[3] for v in stats.stats.values())  # the outermost call's cumulative time
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)
+    out = []
+    for (file, line, func), (_, _, _, cum, _) in rows:
+        if "microcnn" in file or "torch/nn/modules/module.py" in file or "skimage" in file or "h5py" in file:
+            out.append({"function": f"{Path(file).name}:{line} {func}", "pct": 100 * cum / total})
+        if len(out) == top:
+            break
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--side", type=int, default=256, help="input side in px")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    args = parser.parse_args(argv)
+    peak = matmul_peak_gflops(seconds=args.seconds)
+    rows = bench_models(side=args.side, batch=args.batch, seconds=args.seconds, peak_gflops=peak)
+    result = {"matmul_peak_gflops": peak, "models": rows, "peer_ratios": peer_ratios(rows)}
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

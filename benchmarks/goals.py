@@ -1,0 +1,143 @@
+"""The issue's goals checked against one run's results: measured value, met or missed, and by how much."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.report import _f, _section, _table
+
+
+@dataclass
+class Goal:
+    """``value`` against ``target`` (higher is better unless ``lower``); value None = not measured."""
+
+    text: str
+    value: float | None
+    target: float
+    unit: str = ""
+    lower: bool = False
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None or not math.isfinite(self.value):
+            return None
+        return self.value <= self.target if self.lower else self.value >= self.target
+
+    def row(self) -> list[str]:
+        if self.met is None:
+            return [self.text, "not measured in this run", "–", "–"]
+        gap = abs(self.value - self.target)
+        return [
+            self.text,
+            f"{_f(self.value, 3)}{self.unit}",
+            "met" if self.met else "**missed**",
+            "–" if self.met else f"short by {_f(gap, 3)}{self.unit}",
+        ]
+
+
+def _get(d: Any, *keys: Any) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _speed_row(results: dict[str, Any], model: str, channels_last: bool) -> dict[str, Any]:
+    rows = _get(_section(results, "speed"), "models") or []
+    return next((r for r in rows if r["model"] == model and r["channels_last"] == channels_last), {})
+
+
+def speed_goals(results: dict[str, Any]) -> list[Goal]:
+    """CPU % of peak, ours/peer images/s, batch HDF5 ratio and memory flatness."""
+    goals = []
+    for model in ("unet (ours, default)", "resnet_unet resnet18 (ours)"):
+        for cl in (False, True):
+            row, layout = _speed_row(results, model, cl), "channels_last" if cl else "NCHW"
+            goals += [
+                Goal(
+                    f"CPU inference ≥ 80 % of peak: {model}, {layout}", row.get("forward_pct_peak"), 80, " %"
+                ),
+                Goal(f"CPU training ≥ 50 % of peak: {model}, {layout}", row.get("train_pct_peak"), 50, " %"),
+            ]
+    for r in _get(_section(results, "speed"), "peer_ratios") or []:
+        layout = "channels_last" if r["channels_last"] else "NCHW"
+        goals += [
+            Goal(f"≥ 1.0× the peer's inference img/s: {r['model']}, {layout}", r["forward_ratio"], 1.0, "×"),
+            Goal(f"≥ 1.0× the peer's training img/s: {r['model']}, {layout}", r["train_ratio"], 1.0, "×"),
+        ]
+    batch = _section(results, "batch") or {}
+    ratio = batch.get("ratio_vs_batched")
+    goals += [
+        Goal(
+            "Batch HDF5 ≥ 90 % of pure (batched) forward throughput",
+            None if ratio is None else 100 * ratio,
+            90,
+            " %",
+        ),
+        Goal(
+            "Memory flat in archive size (peak RSS ratio largest/smallest ≤ 1.10)",
+            batch.get("peak_rss_ratio"),
+            1.10,
+            "",
+            lower=True,
+        ),
+    ]
+    return goals
+
+
+def _fold_mean(results: dict[str, Any], who: str) -> float | None:
+    folds = _get(_section(results, "uhcs"), "folds") or {}
+    values = [_get(f, who, "test", "mean_iou") for f in folds.values()]
+    values = [v for v in values if v is not None]
+    return 100 * sum(values) / len(values) if values else None
+
+
+def accuracy_goals(results: dict[str, Any]) -> list[Goal]:
+    """Real-data goals and 'better than the peer at the same CPU budget on every set'."""
+    nasa = _section(results, "nasa")
+    goals = [
+        Goal(
+            "UHCS mean IoU ≥ 70 % from scratch (mean over the folds run)",
+            _fold_mean(results, "ours"),
+            70,
+            " %",
+        ),
+        Goal("NASA Super1 joint IoU ≥ 0.95 from scratch", _get(nasa, "ours", "test", "joint_iou"), 0.95),
+        Goal("NASA Super1 per-class mean IoU ≥ 0.90", _get(nasa, "ours", "test", "mean_iou"), 0.90),
+        Goal(
+            "Out-of-distribution joint IoU ≥ 0.75 (Super1 model, 5 images)",
+            _get(nasa, "ours", "ood", "joint_iou"),
+            0.75,
+        ),
+    ]
+    pairs = [
+        ("NASA Super1 test", "nasa", "test"),
+        ("NASA OOD (Super1 model)", "nasa", "ood"),
+        ("NASA Super3 test", "super3", "test"),
+        ("NASA OOD (Super3 model)", "super3", "ood"),
+    ]
+    for text, sec, part in pairs:
+        s = _section(results, sec)
+        ours, peer = _get(s, "ours", part, "mean_iou"), _get(s, "peer", part, "mean_iou")
+        diff = None if ours is None or peer is None else 100 * (ours - peer)
+        goals.append(Goal(f"Better than the peer (mean IoU, ours − peer): {text}", diff, 0, " pp"))
+    ours, peer = _fold_mean(results, "ours"), _fold_mean(results, "peer")
+    diff = None if ours is None or peer is None else ours - peer
+    goals.append(Goal("Better than the peer (mean IoU, ours − peer): UHCS folds run", diff, 0, " pp"))
+    return goals
+
+
+def goal_lines(results: dict[str, Any]) -> list[str]:
+    goals = accuracy_goals(results) + speed_goals(results)
+    met = sum(g.met is True for g in goals)
+    missed = sum(g.met is False for g in goals)
+    lines = [
+        "## Goals (from the issue) against this run",
+        "",
+        f"{met} met, {missed} missed, {len(goals) - met - missed} not measured in this run.",
+        "",
+    ]
+    return lines + _table(["goal", "measured", "verdict", "gap"], [g.row() for g in goals]) + [""]

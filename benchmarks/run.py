@@ -1,0 +1,212 @@
+"""Run every benchmark and write docs/benchmarks.md (``make bench`` = ``python -m benchmarks.run``).
+
+Sections: speed (matmul peak, models, peer), batch (HDF5 batch prediction), gpu, dataload (time waiting on
+data), profile, nasa (Super1 + out-of-distribution), super3 (one-shot), uhcs (DeCost folds),
+synthetic (default models), io and synth (the other helpers' benchmarks). Every figure is measured in
+this run; the machine, library versions, date, command line and the load average before and after each
+section go into the report. Raw results: ``<out>/results.json``.
+
+Examples:
+  python -m benchmarks.run                                    # everything, default budgets
+  python -m benchmarks.run --only speed,batch --seconds 1     # speed only, short timing windows
+  python -m benchmarks.run --only nasa,uhcs --budget-minutes 4 --uhcs-folds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SECTIONS = (
+    "speed",
+    "batch",
+    "gpu",
+    "dataload",
+    "profile",
+    "nasa",
+    "super3",
+    "uhcs",
+    "synthetic",
+    "io",
+    "synth",
+)
+
+
+def environment() -> dict[str, Any]:
+    """Machine, library versions and date of this run."""
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import segmentation_models_pytorch as smp
+
+        versions["segmentation_models_pytorch"] = smp.__version__
+    except ImportError:
+        versions["segmentation_models_pytorch"] = "not installed"
+    from microcnn import __version__
+
+    versions["microcnn"] = __version__
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}",
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this run",
+        "versions": versions,
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+    }
+
+
+def _speed(a: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks import bench_speed as s
+
+    peak = s.matmul_peak_gflops(seconds=a.seconds)
+    rows = s.bench_models(side=a.side, batch=a.batch, seconds=a.seconds, peak_gflops=peak)
+    return {
+        "matmul_peak_gflops": peak,
+        "side": a.side,
+        "batch": a.batch,
+        "models": rows,
+        "peer_ratios": s.peer_ratios(rows),
+    }
+
+
+def _nasa_split() -> dict[str, list[str]]:
+    from benchmarks.bench_accuracy import DATA, nasa_split
+
+    roles = nasa_split(DATA / "nasa_super", "Super1")
+    return {"train": roles["train"], "val": roles["val"]}
+
+
+def _dataload(a: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from benchmarks.bench_accuracy import DATA, NASA_CONFIG
+    from benchmarks.training import data_wait_fraction
+    from microcnn.config import load_config
+
+    if not (DATA / "nasa_super").is_dir():
+        return {"skipped": "../shared/data/nasa_super not found"}
+    cfg = load_config(NASA_CONFIG, overrides=a.set)
+    out = {"cpu": data_wait_fraction(cfg, split=_nasa_split(), steps=a.dataload_steps)}
+    if torch.cuda.is_available():
+        out["cuda_bf16"] = data_wait_fraction(cfg, split=_nasa_split(), device="cuda", bf16=True, steps=50)
+    return out
+
+
+def _profile(a: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks import bench_speed as s
+
+    builders = s.model_builders()
+    names = ("unet (ours, default)", "resnet_unet resnet18 (ours)", "smp Unet resnet18 (peer)")
+    ops = {n: s.profile_forward(builders[n](), side=a.side, batch=a.batch) for n in names}
+    return {"forward_ops": ops, "batch_cprofile": s.profile_batch(n=32, side=a.h5_side)}
+
+
+def _runner(name: str, a: argparse.Namespace) -> Callable[[], Any]:
+    from benchmarks import bench_accuracy as acc
+    from benchmarks import bench_speed as s
+
+    out = Path(a.out)
+    return {
+        "speed": lambda: _speed(a),
+        "batch": lambda: s.bench_batch_h5(sizes=tuple(a.h5_sizes), side=a.h5_side, seconds=a.seconds),
+        "gpu": lambda: s.bench_gpu(side=a.side, batch=a.batch, seconds=a.seconds),
+        "dataload": lambda: _dataload(a),
+        "profile": lambda: _profile(a),
+        "nasa": lambda: acc.bench_nasa(minutes=a.budget_minutes, out_dir=out, overrides=a.set),
+        "super3": lambda: acc.bench_nasa(
+            minutes=a.budget_minutes, out_dir=out, benchmark="Super3", overrides=a.set
+        ),
+        "uhcs": lambda: acc.bench_uhcs(
+            minutes=a.budget_minutes, out_dir=out, folds=a.uhcs_folds, overrides=a.set
+        ),
+        "synthetic": lambda: acc.bench_synthetic(n=a.synthetic_n, out_dir=out),
+        "io": lambda: __import__("benchmarks.bench_io", fromlist=["main"]).main(repeats=5),
+        "synth": lambda: __import__("benchmarks.bench_synth", fromlist=["main"]).main(["--n", "100"]),
+    }[name]
+
+
+def run_sections(
+    a: argparse.Namespace, names: list[str], *, after: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Run the named sections in order; each records its seconds and the load average around it.
+
+    ``after(results)`` is called after each section (the report is rewritten as results come in).
+    """
+    results: dict[str, Any] = {}
+    for name in names:
+        before, t0 = os.getloadavg(), time.perf_counter()
+        try:
+            value = _runner(name, a)()
+        except Exception as exc:  # one failing section is reported; the others still run
+            value = {"error": f"{type(exc).__name__}: {exc}"}
+        results[name] = {
+            "result": value,
+            "seconds": time.perf_counter() - t0,
+            "load_before": before,
+            "load_after": os.getloadavg(),
+        }
+        print(f"[benchmarks] {name} done in {results[name]['seconds']:.0f} s", file=sys.stderr)
+        if after is not None:
+            after(results)
+    return results
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    p.add_argument("--budget-minutes", type=float, default=8.0, help="CPU wall clock per training run")
+    p.add_argument("--uhcs-folds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    p.add_argument("--seconds", type=float, default=3.0, help="timing window per speed measurement")
+    p.add_argument("--side", type=int, default=256, help="speed: input side (px)")
+    p.add_argument("--batch", type=int, default=8, help="speed: batch size")
+    p.add_argument("--h5-sizes", type=int, nargs="+", default=[200, 2000], help="batch: archive sizes")
+    p.add_argument("--h5-side", type=int, default=64, help="batch: image side (px)")
+    p.add_argument("--dataload-steps", type=int, default=10)
+    p.add_argument("--synthetic-n", type=int, default=100, help="images per fresh synthetic test set")
+    p.add_argument("--set", action="append", default=[], help="config override for the real-data runs")
+    p.add_argument("--out", default="runs/bench", help="run folders and results.json")
+    p.add_argument("--doc", default="docs/benchmarks.md", help="the report to write")
+    a = p.parse_args(argv)
+    a.names = [n.strip() for n in a.only.split(",") if n.strip()]
+    from microcnn.registry import check_choice
+
+    for n in a.names:
+        check_choice("benchmark section", n, SECTIONS)
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.report import write_report
+
+    a = parse_args(argv)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"environment": {**environment(), "budget_minutes": a.budget_minutes}}
+
+    def save(sections: dict[str, Any]) -> None:
+        results["sections"] = sections
+        (Path(a.out) / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        write_report(results, Path(a.doc))
+
+    save(run_sections(a, a.names, after=save))
+    print(f"wrote {a.doc} and {Path(a.out) / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Fast checks of the benchmark harness: structure and ratios with expected values from outside the harness.
+
+Timings themselves are never asserted (the CPU is shared); FLOP counts, metric formulas and report logic are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmarks import bench_accuracy as acc
+from benchmarks import bench_speed as speed
+from benchmarks.goals import Goal, accuracy_goals, speed_goals
+from benchmarks.report import write_report
+from benchmarks.training import SmpUnet, epochs_for_budget
+
+
+def _tiny_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+
+
+def test_conv_flops_match_the_hand_count():
+    # 3x3 conv, 1 -> 4 channels, 8x8 output, no bias: 2 * (8*8 outputs) * 4 channels * 9 taps = 4608 FLOPs.
+    conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+    x = torch.rand(1, 1, 8, 8)
+    assert speed.count_flops(lambda: conv(x)) == 2 * 8 * 8 * 4 * 9
+
+
+def test_measure_model_ratios_are_consistent():
+    # Backward of a conv costs 2 forwards (grad input + grad weight) except the first layer, whose input
+    # needs no gradient (1 forward): training FLOPs / forward FLOPs lies in [2, 3].
+    out = speed.measure_model(_tiny_net(), side=16, batch=2, seconds=0.0, peak_gflops=10.0)
+    ratio = out["train_gflop_per_img"] / out["forward_gflop_per_img"]
+    assert 2.0 <= ratio <= 3.0
+    first, second = 2 * 16 * 16 * 4 * 9, 2 * 16 * 16 * 2 * 4 * 9  # hand count per image
+    assert out["forward_gflop_per_img"] * 1e9 == pytest.approx(first + second)
+    for phase in ("forward", "train"):
+        assert out[f"{phase}_img_s"] > 0
+        assert out[f"{phase}_pct_peak"] == pytest.approx(100 * out[f"{phase}_gflops"] / 10.0)
+        assert out[f"{phase}_gflops"] == pytest.approx(out[f"{phase}_img_s"] * out[f"{phase}_gflop_per_img"])
+
+
+def test_matmul_peak_is_a_positive_rate():
+    peak = speed.matmul_peak_gflops(n=64, seconds=0.0)
+    assert math.isfinite(peak) and peak > 0
+
+
+def test_peer_ratios_divide_images_per_second_at_equal_layout():
+    rows = [
+        {"model": "unet (ours, default)", "channels_last": False, "forward_img_s": 6.0, "train_img_s": 1.0},
+        {
+            "model": "smp Unet resnet18 (peer)",
+            "channels_last": False,
+            "forward_img_s": 4.0,
+            "train_img_s": 2.0,
+        },
+        {
+            "model": "resnet18 classifier (ours)",
+            "channels_last": False,
+            "forward_img_s": 9.0,
+            "train_img_s": 3.0,
+        },
+    ]
+    (r,) = speed.peer_ratios(rows)
+    assert (r["model"], r["forward_ratio"], r["train_ratio"]) == ("unet (ours, default)", 1.5, 0.5)
+
+
+def _masks(rng: np.random.Generator, k: int = 3) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    truths = [rng.integers(0, k, (24, 32)).astype(np.uint8) for _ in range(2)]
+    preds = [
+        np.where(rng.random(t.shape) < 0.3, rng.integers(0, k, t.shape), t).astype(np.uint8) for t in truths
+    ]
+    return preds, truths
+
+
+def test_scores_agree_with_smp_and_torchmetrics(rng):
+    import segmentation_models_pytorch as smp
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    preds, truths = _masks(rng)
+    s = acc.score_masks(preds, truths, class_names=["a", "b", "c"], pixel_sizes=[None, None])
+    p, t = torch.from_numpy(np.stack(preds)).long(), torch.from_numpy(np.stack(truths)).long()
+    onehot = lambda m: nn.functional.one_hot(m, 3).permute(0, 3, 1, 2)  # noqa: E731
+    stats = smp.metrics.get_stats(onehot(p), onehot(t), mode="multilabel", threshold=0.5)
+    assert s["joint_iou"] == pytest.approx(float(smp.metrics.iou_score(*stats, reduction="micro")))
+    per_class = MulticlassJaccardIndex(num_classes=3, average=None)(p, t).numpy()
+    assert [s["iou"][n] for n in "abc"] == pytest.approx(per_class.tolist(), abs=1e-6)
+    assert s["pixel_accuracy"] == pytest.approx(float((p == t).float().mean()))
+
+
+def test_fraction_error_and_size_ks_by_hand():
+    true = np.zeros((10, 10), np.uint8)
+    true[2:4, 2:4] = 1  # one 4-px particle: fraction 4 %
+    pred = true.copy()
+    pred[6:8, 6:9] = 1  # plus one 6-px particle: fraction 10 %
+    s = acc.score_masks([pred], [true], class_names=["m", "p"], pixel_sizes=[None])
+    assert s["fraction_error_pp_per_image"][0] == pytest.approx([6.0, 6.0])
+    assert s["size_ks"]["p"]["n_pred"] == 2 and s["size_ks"]["p"]["n_true"] == 1
+    # Sizes {d4, d6} vs {d4}: the empirical CDFs differ by 1/2 just above d4.
+    assert s["size_ks"]["p"]["ks"] == pytest.approx(0.5)
+    same = acc.score_masks([true], [true], class_names=["m", "p"], pixel_sizes=[None])
+    assert same["size_ks"]["p"]["ks"] == 0.0 and same["joint_iou"] == 1.0
+
+
+def test_multi_otsu_levels_map_to_the_majority_true_class(rng):
+    from microcnn.io.micrograph import Micrograph
+
+    levels = np.array([0.1, 0.4, 0.7, 0.95], np.float32)
+    classes = np.array([2, 0, 3, 1], np.uint8)  # level i is true class classes[i]
+    pairs = []
+    for _ in range(2):
+        idx = rng.integers(0, 4, (32, 32))
+        pixels = np.clip(levels[idx] + rng.normal(0, 0.02, idx.shape), 0, 1).astype(
+            np.float32
+        )  # 4 clear modes
+        image = Micrograph(pixels, pixel_size_um=None, source_dtype="float32", bit_depth=32, meta={})
+        pairs.append((image, classes[idx]))
+    preds = acc.otsu_masks(pairs[:1], [pairs[1][0]], 4)
+    assert (preds[0] == pairs[1][1]).mean() > 0.99  # noise tails may cross a threshold: a few pixels
+
+
+def test_peer_wrapper_pads_and_matches_smp_on_multiples_of_32():
+    torch.manual_seed(0)
+    peer = SmpUnet(in_channels=1, num_classes=3).eval()
+    with torch.inference_mode():
+        assert peer(torch.rand(1, 1, 50, 70)).shape == (1, 3, 50, 70)
+        x = torch.rand(1, 1, 64, 64)
+        torch.testing.assert_close(peer(x), peer.net(x))
+
+
+def test_epochs_for_budget_by_hand():
+    # 1 min = 60 s; one epoch = 10 steps * 0.5 s * 1.2 overhead = 6 s -> 10 epochs; never fewer than 1.
+    assert epochs_for_budget(minutes=1, step_s=0.5, steps_per_epoch=10, overhead=1.2) == 10
+    assert epochs_for_budget(minutes=0.01, step_s=5, steps_per_epoch=10) == 1
+
+
+def test_shared_splits_match_source_md(uhcs_dir, nasa_dir):
+    folds = acc.uhcs_folds(uhcs_dir)
+    stems = [s for f in folds for s in f]
+    assert [len(f) for f in folds] == [4] * 6 and len(set(stems)) == 24  # SOURCE.md: 6 folds of 4 images
+    assert "uhcs0075" in stems and all((uhcs_dir / "images" / f"{s}.tif").exists() for s in stems)
+    roles = acc.nasa_split(nasa_dir, "Super1")
+    assert {r: len(v) for r, v in roles.items()} == {"train": 10, "val": 4, "test": 4}
+    assert len(acc.nasa_split(nasa_dir, "Super2")["different_test"]) == 5
+
+
+def test_goals_verdicts_and_gaps():
+    assert Goal("g", 0.90, 0.95).met is False and "0.050" in Goal("g", 0.90, 0.95).row()[3]
+    assert Goal("m", 1.05, 1.10, lower=True).met is True
+    assert Goal("n", None, 1.0).met is None and Goal("n", math.nan, 1.0).row()[1].startswith("not measured")
+
+
+def test_report_from_results_says_what_was_not_measured(tmp_path):
+    results = {
+        "environment": {"command": "python -m benchmarks.run --only batch,gpu", "date": "d", "machine": "m",
+                        "torch_threads": 2, "cuda": "no GPU in this run", "versions": {"torch": "x"}},
+        "sections": {
+            "gpu": {"result": {"skipped": "no GPU in this run"}, "seconds": 0.0, "load_before": [1, 1, 1],
+                    "load_after": [1, 1, 1]},
+            "batch": {"result": {"side": 8, "runs": [{"images": 2, "img_s": 1.0, "peak_rss_mb": 100.0}],
+                                 "forward_img_s_batched": 4.0, "forward_img_s_batch1": 2.0,
+                                 "ratio_vs_batched": 0.25, "ratio_vs_batch1": 0.5, "peak_rss_ratio": 1.2},
+                      "seconds": 1.0, "load_before": [1, 1, 1], "load_after": [1, 1, 1]},
+        },
+    }  # fmt: skip
+    path = tmp_path / "b.md"
+    write_report(results, path)
+    text = path.read_text()
+    assert "no GPU in this run" in text and "*nasa: not run" in text
+    goals = {g.text: g for g in speed_goals(results) + accuracy_goals(results)}
+    batch = goals["Batch HDF5 ≥ 90 % of pure (batched) forward throughput"]
+    assert batch.value == 25.0 and batch.met is False
+    assert goals["Memory flat in archive size (peak RSS ratio largest/smallest ≤ 1.10)"].met is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_gpu_section_says_no_gpu():
+    assert speed.bench_gpu(side=32, batch=1, seconds=0.0) == {"skipped": "no GPU in this run"}
