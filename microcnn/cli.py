@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"microcnn.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"microcnn.commands.{name}":
-                continue  # command not built yet in this checkout
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"microcnn.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ def _subcommand_names() -> list[str]:
 def test_every_listed_command_module_is_wired():
     names = _subcommand_names()
     # module names use "_" where the command uses "-" (predict_h5 -> predict-h5)
-    assert {n.replace("-", "_") for n in names} <= set(COMMANDS)
+    assert {n.replace("-", "_") for n in names} == set(COMMANDS)
     assert "info" in names
 
 
