@@ -38,14 +38,17 @@ def _version(dist: str) -> str:
 
 
 def auto_device() -> str:
-    """The device ``device: auto`` resolves to here: cuda > mps > cpu, with the GPU's name."""
+    """The device ``device: auto`` resolves to here (the engine's one device decision), with details."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU(s))"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    from microcnn.engine.device import select_device
+
+    device = select_device("auto")
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)}, {torch.cuda.device_count()} GPU(s))"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
 
 
 def collect() -> dict[str, object]:
