@@ -17,45 +17,10 @@ import streamlit as st
 log = logging.getLogger("microcnn.app")
 T = TypeVar("T")
 
-# Colour per class index (Okabe-Ito, distinguishable with the common colour-vision deficiencies).
-PALETTE = np.array(
-    [
-        [0, 114, 178],
-        [230, 159, 0],
-        [0, 158, 115],
-        [204, 121, 167],
-        [86, 180, 233],
-        [213, 94, 0],
-        [240, 228, 66],
-        [0, 0, 0],
-    ],
-    dtype=np.uint8,
-)
-IGNORE = 255  # mask value for "not analysed"
+# The palette, display images and overlays live in microcnn so the CLI's PNGs and the app look the same.
+from microcnn.analysis.render import IGNORE, PALETTE, colour_mask, overlay, to_display  # noqa: E402
 
-
-def to_display(pixels: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3) float in [0, 1] -> (H, W, 3) uint8 for st.image (16-bit is scaled on read)."""
-    array = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return np.round(array[..., :3] * 255).astype(np.uint8)
-
-
-def colour_mask(mask: np.ndarray) -> np.ndarray:
-    """(H, W) int class indices -> (H, W, 3) uint8 colours; IGNORE (255) shows black."""
-    mask = np.asarray(mask)
-    out = PALETTE[np.mod(mask, len(PALETTE)).astype(np.intp)]
-    out[mask == IGNORE] = 0
-    return out
-
-
-def overlay(pixels: np.ndarray, mask: np.ndarray, *, opacity: float = 0.5) -> np.ndarray:
-    """Blend the class colours over the image: (1 - opacity) * image + opacity * colour; 255 stays image."""
-    base = to_display(pixels).astype(np.float32)
-    colours = colour_mask(mask).astype(np.float32)
-    alpha = np.where(np.asarray(mask) == IGNORE, 0.0, float(opacity))[..., None]
-    return np.round((1.0 - alpha) * base + alpha * colours).astype(np.uint8)
+__all__ = ["IGNORE", "PALETTE", "colour_mask", "overlay", "to_display"]
 
 
 def legend_markdown(class_names: list[str]) -> str:

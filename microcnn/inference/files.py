@@ -21,15 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from microcnn.analysis.render import overlay
 from microcnn.analysis.results import ClassificationResult, RegressionResult, SegmentationResult
 from microcnn.errors import MicrocnnError
 from microcnn.inference.predictor import Predictor
 
+
 # Distinguishable tints (RGB 0..1) for up to 8 classes, then repeated; class 0 is left untinted.
-_PALETTE = np.array([[0, 0, 0], [1, 0.2, 0.2], [0.2, 0.6, 1], [1, 0.85, 0.1], [0.3, 0.9, 0.3],
-                     [0.8, 0.3, 1], [1, 0.5, 0], [0, 0.9, 0.9]], dtype=np.float32)  # fmt: skip
-
-
 def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders expanded to their image files (sorted); a missing path is an error."""
     from microcnn.data.folders import IMAGE_SUFFIXES
@@ -45,16 +43,6 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
     if not out:
         raise MicrocnnError(f"No image files found in {[str(i) for i in items]} (suffixes {IMAGE_SUFFIXES}).")
     return out
-
-
-def overlay(pixels: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4) -> np.ndarray:
-    """(H, W, 3) uint8: the gray (or RGB) micrograph with each class > 0 tinted by its palette colour."""
-    gray = pixels if pixels.ndim == 2 else pixels[..., :3].mean(axis=2)
-    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
-    tinted = mask.astype(np.int64) % len(_PALETTE)
-    paint = (mask > 0) & (mask != 255)
-    rgb[paint] = (1 - alpha) * rgb[paint] + alpha * _PALETTE[tinted[paint]]
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _columns(result: Any) -> dict[str, Any]:
@@ -82,7 +70,7 @@ def _write_pngs(out_dir: Path, stem: str, pixels: np.ndarray, result: Segmentati
     from PIL import Image
 
     Image.fromarray(result.mask.astype(np.uint8)).save(out_dir / f"{stem}_mask.png")
-    Image.fromarray(overlay(pixels, result.mask)).save(out_dir / f"{stem}_overlay.png")
+    Image.fromarray(overlay(pixels, result.mask, opacity=0.4)).save(out_dir / f"{stem}_overlay.png")
 
 
 def predict_files(

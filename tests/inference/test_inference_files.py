@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from microcnn.analysis.render import overlay
 from microcnn.errors import MicrocnnError
-from microcnn.inference.files import expand_inputs, overlay
+from microcnn.inference.files import expand_inputs
 
 SPEC = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 1, "base_channels": 4}
 
@@ -29,13 +30,15 @@ def model(tmp_path):
     return save_weights(net, tmp_path / "m.safetensors", meta)
 
 
-def test_overlay_tints_only_labelled_classes():
-    pixels = np.full((2, 2), 0.5, dtype=np.float32)
+def test_overlay_blends_class_colours_and_leaves_unanalysed_pixels():
+    pixels = np.full((2, 2), 0.5, dtype=np.float32)  # displayed as round(0.5·255) = 128
     mask = np.array([[0, 1], [2, 255]], dtype=np.uint8)
-    rgb = overlay(pixels, mask, alpha=0.5)
+    rgb = overlay(pixels, mask, opacity=0.5)
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
-    assert tuple(rgb[0, 0]) == (128, 128, 128) and tuple(rgb[1, 1]) == (128, 128, 128)  # class 0, 255
-    assert tuple(rgb[0, 1]) == (191, 89, 89)  # 0.5·0.5 + 0.5·(1, 0.2, 0.2) -> (0.75, 0.35, 0.35)·255
+    assert tuple(rgb[1, 1]) == (128, 128, 128)  # 255 = not analysed: the image itself
+    # 0.5·128 + 0.5·colour, Okabe-Ito blue (0, 114, 178) and orange (230, 159, 0), by hand
+    assert tuple(rgb[0, 0]) == (64, 121, 153)
+    assert tuple(rgb[0, 1]) == (179, 144, 64)
 
 
 def test_expand_inputs_lists_folder_images_and_refuses_missing(tmp_path):
