@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["__init__", "results", "quantify", "stereology", "classical", "report"]
+MODULES = ["__init__", "results", "quantify", "stereology", "classical", "report", "render"]
 
 
 @pytest.mark.parametrize("name", MODULES)
