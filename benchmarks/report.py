@@ -293,6 +293,7 @@ def profile_lines(results: dict[str, Any]) -> list[str]:
         + ", ".join(f"`{r['function']}` {_f(r['pct'])} %" for r in p["batch_cprofile"])
         + "."
     )
+    lines += limit_lines(p)
     d = _section(results, "dataload") or {}
     if "cpu" in d:
         lines.append(
@@ -308,6 +309,85 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
     lines = environment_lines(results) + goal_lines(results) + speed_lines(results) + batch_lines(results)
     lines += gpu_lines(results) + profile_lines(results) + nasa_lines(results) + nasa_lines(results, "super3")
-    lines += uhcs_lines(results) + synthetic_lines(results)
+    lines += uhcs_lines(results) + synthetic_lines(results) + other_lines(results) + reproduce_lines(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _overrides(command: str) -> str:
+    import shlex
+
+    words = shlex.split(command)
+    sets = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
+    return "".join(f" --set {s}" for s in sets)
+
+
+def reproduce_lines(results: dict[str, Any]) -> list[str]:
+    """The harness command, and the plain microcnn commands that train and score 'ours' the same way."""
+    env = results["environment"]
+    sets = _overrides(env["command"])
+    lines = [
+        "## Reproduce",
+        "",
+        f"Every number above: `{env['command']}` (the harness; same code for ours and "
+        "the peer). The peer exists only inside the harness (smp is not a microcnn model).",
+        "",
+    ]
+    nasa = _section(results, "nasa") or {}
+    if "ours" in nasa:
+        e = nasa["ours"]["epochs_planned"]
+        lines += [
+            "NASA Super1, ours, with the microcnn CLI (validation-based model selection, then the test set):",
+            "",
+            "```bash",
+            f"microcnn train configs/nasa_super1.yaml --run-dir runs/nasa{sets} --set train.epochs={e} "
+            f"--set schedule.warmup_epochs={min(2, e / 5):g}",
+            "microcnn evaluate runs/nasa/model.safetensors <folder with the 4 Super1 test images + masks>",
+            "```",
+            "",
+        ]
+    uhcs = _section(results, "uhcs") or {}
+    if uhcs.get("folds"):
+        e = next(iter(uhcs["folds"].values()))["ours"]["epochs_planned"]
+        lines += [
+            "UHCS, ours, all 6 DeCost folds (cv reports the best held-out-fold epoch, as above):",
+            "",
+            "```bash",
+            f"microcnn cv configs/bench/uhcs.yaml --set data.split=configs/bench/"
+            f"uhcs_decost2019_folds.json{sets} --set train.epochs={e} --set schedule.warmup_epochs="
+            f"{min(2, e / 5):g}",
+            "```",
+            "",
+        ]
+    return lines
+
+
+# Operators that do the arithmetic (they can approach the matmul peak); the rest move memory.
+_COMPUTE_OPS = ("conv", "addmm", "mm", "matmul", "linear")
+
+
+def limit_lines(profile: dict[str, Any]) -> list[str]:
+    """Per model: the share of forward time in compute kernels vs memory-bound operators (top ops only)."""
+    lines = []
+    for model, ops in profile["forward_ops"].items():
+        compute = sum(o["pct"] for o in ops if any(k in o["op"] for k in _COMPUTE_OPS))
+        other = [o["op"].removeprefix("aten::") for o in ops if not any(k in o["op"] for k in _COMPUTE_OPS)]
+        lines.append(
+            f"- {model}: {_f(compute)} % of forward time in convolution/matmul kernels; the other top "
+            f"operators ({', '.join(other) or 'none'}) do little arithmetic per byte moved."
+        )
+    return lines
+
+
+def other_lines(results: dict[str, Any]) -> list[str]:
+    """The other helpers' benchmarks (io, synth, analyze), as they report themselves."""
+    import json
+
+    lines = ["## Other benchmarks (benchmarks/bench_io.py, bench_synth.py, bench_analyze.py)", ""]
+    for name in ("io", "synth", "analyze"):
+        value = _section(results, name)
+        if (note := _note(value, name)) is not None:
+            lines += note
+            continue
+        lines += [f"`{name}`:", "", "```json", json.dumps(value, indent=1, default=str), "```", ""]
+    return lines

@@ -2,7 +2,7 @@
 
 Sections: speed (matmul peak, models, peer), batch (HDF5 batch prediction), gpu, dataload (time waiting on
 data), profile, nasa (Super1 + out-of-distribution), super3 (one-shot), uhcs (DeCost folds),
-synthetic (default models), io and synth (the other helpers' benchmarks). Every figure is measured in
+synthetic (default models), io, synth and analyze (the other helpers' benchmarks). Every figure is measured in
 this run; the machine, library versions, date, command line and the load average before and after each
 section go into the report. Raw results: ``<out>/results.json``.
 
@@ -10,6 +10,7 @@ Examples:
   python -m benchmarks.run                                    # everything, default budgets
   python -m benchmarks.run --only speed,batch --seconds 1     # speed only, short timing windows
   python -m benchmarks.run --only nasa,uhcs --budget-minutes 4 --uhcs-folds 0
+  python -m benchmarks.run --from-results runs/bench/results.json    # re-render docs/benchmarks.md only
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SECTIONS = (
     "synthetic",
     "io",
     "synth",
+    "analyze",
 )
 
 
@@ -138,6 +140,7 @@ def _runner(name: str, a: argparse.Namespace) -> Callable[[], Any]:
         "synthetic": lambda: acc.bench_synthetic(n=a.synthetic_n, out_dir=out),
         "io": lambda: __import__("benchmarks.bench_io", fromlist=["main"]).main(repeats=5),
         "synth": lambda: __import__("benchmarks.bench_synth", fromlist=["main"]).main(["--n", "100"]),
+        "analyze": lambda: __import__("benchmarks.bench_analyze", fromlist=["main"]).main(["--repeats", "3"]),
     }[name]
 
 
@@ -167,6 +170,16 @@ def run_sections(
     return results
 
 
+def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from several runs: the first run's environment, every run's command, later sections
+    replacing earlier ones of the same name."""
+    merged = {"environment": dict(parts[0]["environment"]), "sections": {}}
+    merged["environment"]["command"] = " ; then ".join(p["environment"]["command"] for p in parts)
+    for part in parts:
+        merged["sections"].update(part["sections"])
+    return merged
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
@@ -182,6 +195,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], help="config override for the real-data runs")
     p.add_argument("--out", default="runs/bench", help="run folders and results.json")
     p.add_argument("--doc", default="docs/benchmarks.md", help="the report to write")
+    p.add_argument(
+        "--from-results",
+        nargs="+",
+        help="only rewrite the report from saved results.json files (no new runs); "
+        "sections of later files replace those of earlier ones",
+    )
     a = p.parse_args(argv)
     a.names = [n.strip() for n in a.only.split(",") if n.strip()]
     from microcnn.registry import check_choice
@@ -195,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.report import write_report
 
     a = parse_args(argv)
+    if a.from_results:
+        write_report(merge_results([json.loads(Path(p).read_text()) for p in a.from_results]), Path(a.doc))
+        return 0
     Path(a.out).mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"environment": {**environment(), "budget_minutes": a.budget_minutes}}
 

@@ -6,6 +6,7 @@ Timings themselves are never asserted (the CPU is shared); FLOP counts, metric f
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,13 @@ def test_shared_splits_match_source_md(uhcs_dir, nasa_dir):
     stems = [s for f in folds for s in f]
     assert [len(f) for f in folds] == [4] * 6 and len(set(stems)) == 24  # SOURCE.md: 6 folds of 4 images
     assert "uhcs0075" in stems and all((uhcs_dir / "images" / f"{s}.tif").exists() for s in stems)
+    from microcnn.data.splits import load_split
+
+    committed = load_split(
+        Path(__file__).parents[1] / "configs/bench/uhcs_decost2019_folds.json"
+    )  # the folds for `microcnn cv`
+    assert [sorted(f["val"]) for f in committed] == [sorted(f) for f in folds]
+    assert all(sorted(f["train"] + f["val"]) == sorted(stems) for f in committed)
     roles = acc.nasa_split(nasa_dir, "Super1")
     assert {r: len(v) for r, v in roles.items()} == {"train": 10, "val": 4, "test": 4}
     assert len(acc.nasa_split(nasa_dir, "Super2")["different_test"]) == 5
