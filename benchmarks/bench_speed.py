@@ -140,24 +140,32 @@ def bench_models(
     side: int = 256,
     batch: int = 8,
     seconds: float = 3.0,
-    peak_gflops: float | None = None,
     names: list[str] | None = None,
+    local_peak: bool = True,
 ) -> list[dict[str, Any]]:
-    """One row per (model, memory format): the figures of :func:`measure_model`."""
+    """One row per (model, memory format): the figures of :func:`measure_model`.
+
+    With ``local_peak`` the matmul peak is measured again just before each row (``peak_gflops`` in the
+    row) and % of peak refers to it: on a shared machine the load changes between rows, and a ratio of two
+    rates taken minutes apart would mix two machines.
+    """
     rows = []
     for name, build in model_builders().items():
         if names is not None and name not in names:
             continue
         for channels_last in (False, True):
             torch.manual_seed(0)
+            peak = matmul_peak_gflops(seconds=min(seconds, 1.0)) if local_peak else None
             figures = measure_model(
                 build(),
                 side=side,
                 batch=batch,
                 channels_last=channels_last,
                 seconds=seconds,
-                peak_gflops=peak_gflops,
+                peak_gflops=peak,
             )
+            if peak is not None:
+                figures["peak_gflops"] = peak
             rows.append({"model": name, "channels_last": channels_last, **figures})
     return rows
 
@@ -328,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     args = parser.parse_args(argv)
     peak = matmul_peak_gflops(seconds=args.seconds)
-    rows = bench_models(side=args.side, batch=args.batch, seconds=args.seconds, peak_gflops=peak)
+    rows = bench_models(side=args.side, batch=args.batch, seconds=args.seconds)
     result = {"matmul_peak_gflops": peak, "models": rows, "peer_ratios": peer_ratios(rows)}
     print(json.dumps(result, indent=1))
     return result

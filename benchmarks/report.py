@@ -73,14 +73,16 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         *head,
         f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s**"
-        f" (1024² @ 1024²). Input {s['batch']}×1×{s['side']}×{s['side']}; FLOPs by PyTorch's "
-        "FlopCounterMode; training = forward + backward + AdamW step.",
+        f" (1024² @ 1024², at the start). Where a row has its own 'peak' (measured just before that row, same"
+        f" load), its % of peak refers to it. Input {s['batch']}×1×{s['side']}×{s['side']}; FLOPs by "
+        "PyTorch's FlopCounterMode; training = forward + backward + AdamW step.",
         "",
     ]
     rows = [
         [
             r["model"],
             "channels_last" if r["channels_last"] else "NCHW",
+            _f(r.get("peak_gflops")),
             _f(r["forward_gflop_per_img"], 2),
             _f(r["forward_img_s"]),
             _f(r["forward_gflops"]),
@@ -94,6 +96,7 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
     header = [
         "model",
         "layout",
+        "peak GFLOP/s",
         "fwd GFLOP/img",
         "fwd img/s",
         "fwd GFLOP/s",

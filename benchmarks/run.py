@@ -77,7 +77,7 @@ def _speed(a: argparse.Namespace) -> dict[str, Any]:
     from benchmarks import bench_speed as s
 
     peak = s.matmul_peak_gflops(seconds=a.seconds)
-    rows = s.bench_models(side=a.side, batch=a.batch, seconds=a.seconds, peak_gflops=peak)
+    rows = s.bench_models(side=a.side, batch=a.batch, seconds=a.seconds)
     return {
         "matmul_peak_gflops": peak,
         "side": a.side,

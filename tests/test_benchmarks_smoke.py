@@ -188,3 +188,10 @@ def test_report_from_results_says_what_was_not_measured(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_gpu_section_says_no_gpu():
     assert speed.bench_gpu(side=32, batch=1, seconds=0.0) == {"skipped": "no GPU in this run"}
+
+
+def test_bench_models_rows_refer_to_their_own_peak():
+    rows = speed.bench_models(side=32, batch=1, seconds=0.0, names=["regressor (ours, default)"])
+    assert [r["channels_last"] for r in rows] == [False, True]
+    for r in rows:
+        assert r["forward_pct_peak"] == pytest.approx(100 * r["forward_gflops"] / r["peak_gflops"])
