@@ -210,15 +210,28 @@ def _pure_forward_img_s(model_path: Path, archive: Path, *, batch: int, seconds:
     return len(x) / per_call
 
 
+# Appended to bench_batch's child: the pure forward of the same model on the same archive, in the same
+# process right after the job, so both rates see the same machine load.
+_FORWARD_AFTER = """
+from pathlib import Path
+from benchmarks.bench_speed import _pure_forward_img_s
+kw = {"seconds": float(sys.argv[4])}
+one = _pure_forward_img_s(Path(sys.argv[1]), Path(sys.argv[2]), batch=1, **kw)
+many = _pure_forward_img_s(Path(sys.argv[1]), Path(sys.argv[2]), batch=int(sys.argv[5]), **kw)
+print(json.dumps({"forward_img_s_batch1": one, "forward_img_s_batched": many}))
+"""
+
+
 def bench_batch_h5(
     *, sizes: tuple[int, ...] = (200, 2000), side: int = 64, seconds: float = 3.0, chunk: int = 32
 ) -> dict[str, Any]:
     """HDF5 batch prediction vs the pure forward of the same model on the same images.
 
-    Uses ``benchmarks.bench_batch`` (its inputs and its child process, which reports seconds and peak RSS
-    of ``predict_archive`` in a fresh process). Returns per size: images/s and peak RSS (MB); the ratio of
-    archive throughput to the pure forward at batch ``chunk`` and at batch 1; the peak-RSS ratio of the
-    largest to the smallest archive.
+    Each archive runs in a fresh process (``benchmarks.bench_batch``'s inputs and child, which reports the
+    seconds and peak RSS of ``predict_archive``); the same process then times the bare model forward on the
+    archive's images, one at a time and ``chunk`` at a time. Returns per size: images/s, peak RSS (MB) and
+    the two forward rates; for the largest archive the ratios archive / forward; and the peak-RSS ratio of
+    the largest to the smallest archive.
     """
     import subprocess
     import sys
@@ -226,26 +239,25 @@ def bench_batch_h5(
 
     from benchmarks import bench_batch
 
+    repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model, archives = bench_batch.make_inputs(folder, list(sizes), side)
         runs = {}
         for n, path in archives.items():
-            cmd = [sys.executable, "-c", bench_batch._CHILD, str(model), str(path), str(folder / f"o{n}.h5")]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            runs[n] = {"images": n, "img_s": n / r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
-        first = archives[min(archives)]
-        forward_batched = _pure_forward_img_s(model, first, batch=chunk, seconds=seconds)
-        forward_one = _pure_forward_img_s(model, first, batch=1, seconds=seconds)
+            code = bench_batch._CHILD + _FORWARD_AFTER
+            cmd = [sys.executable, "-c", code, str(model), str(path), str(folder / f"o{n}.h5"), str(seconds)]
+            out = subprocess.run([*cmd, str(chunk)], capture_output=True, text=True, check=True, cwd=repo)
+            job, forward = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+            runs[n] = {"images": n, "img_s": n / job["seconds"], "peak_rss_mb": job["peak_rss_mb"], **forward}
     largest = runs[max(runs)]
     return {
         "side": side,
         "runs": list(runs.values()),
-        "forward_img_s_batched": forward_batched,
-        "forward_img_s_batch1": forward_one,
-        "ratio_vs_batched": largest["img_s"] / forward_batched,
-        "ratio_vs_batch1": largest["img_s"] / forward_one,
+        "forward_img_s_batched": largest["forward_img_s_batched"],
+        "forward_img_s_batch1": largest["forward_img_s_batch1"],
+        "ratio_vs_batched": largest["img_s"] / largest["forward_img_s_batched"],
+        "ratio_vs_batch1": largest["img_s"] / largest["forward_img_s_batch1"],
         "peak_rss_ratio": largest["peak_rss_mb"] / runs[min(runs)]["peak_rss_mb"],
     }
 

@@ -131,7 +131,8 @@ def batch_lines(results: dict[str, Any]) -> list[str]:
         "",
         *_table(["images", "img/s", "peak RSS (MB)"], rows),
         "",
-        f"- Pure model forward on the same images: {_f(b['forward_img_s_batched'])} img/s batched, "
+        f"- Pure model forward on the same images (same process, after the largest job): "
+        f"{_f(b['forward_img_s_batched'])} img/s batched, "
         f"{_f(b['forward_img_s_batch1'])} img/s one at a time.",
         f"- Archive throughput / pure forward: **{_f(100 * b['ratio_vs_batched'])} %** of batched, "
         f"{_f(100 * b['ratio_vs_batch1'])} % of one-at-a-time.",
