@@ -132,6 +132,7 @@ def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], c
         "stopped": run.stopped,
         "best_val": run.best,
         "run_dir": str(run.run_dir),
+        "calibrated_step_seconds": run.step_seconds,
     }
     if run.weights is None:
         out["error"] = "no model.safetensors was written (budget shorter than one epoch)"

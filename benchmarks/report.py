@@ -197,6 +197,11 @@ def _train_facts(who: str, r: dict[str, Any]) -> str:
     return (
         f"- {who} (`{r.get('model', {}).get('name')}`): trained {_f(r.get('train_seconds'), 0)} s, "
         f"{r.get('epochs_done')} of {r.get('epochs_planned')} planned epochs, stopped by {r.get('stopped')}"
+        + (
+            f" (calibrated step {_f(r['calibrated_step_seconds'], 2)} s)"
+            if "calibrated_step_seconds" in r
+            else ""
+        )
         + (f"; **{r['error']}**" if "error" in r else "")
     )
 

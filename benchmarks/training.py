@@ -66,16 +66,24 @@ def register_peer() -> str:
     return PEER_NAME
 
 
-def step_seconds(cfg: Any, *, in_channels: int, num_classes: int, repeats: int = 3) -> float:
-    """Measured seconds of one training step of ``cfg.model`` on a batch of the config's crops."""
-    from benchmarks.bench_speed import _step_fns, timed
+def step_seconds(cfg: Any, *, in_channels: int, num_classes: int, repeats: int = 4) -> float:
+    """Seconds of one training step of ``cfg.model`` on a batch of the config's crops: the fastest of
+    ``repeats`` after a warm-up (the minimum is the least disturbed by other jobs on a shared CPU, so two
+    models calibrated minutes apart still get budgets in the right proportion)."""
+    from benchmarks.bench_speed import _step_fns
     from microcnn.models import build_model
 
     spec = {"in_channels": in_channels, "num_classes": num_classes, **cfg.model}
     side = cfg.data.patch_size or 256
     x = torch.rand(cfg.train.batch_size, in_channels, side, side)
     _, train_step = _step_fns(build_model(spec), x)
-    return timed(train_step, seconds=0.0, warmup=1, min_calls=repeats)
+    train_step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        train_step()
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 @dataclass
@@ -89,6 +97,7 @@ class BudgetedRun:
     seconds: float
     stopped: str
     best: dict[str, float] = field(default_factory=dict)
+    step_seconds: float = float("nan")
 
 
 class _BudgetReached(Exception):
@@ -144,6 +153,7 @@ def train_budgeted(
         time.perf_counter() - start,
         stopped,
         best,
+        step_s,
     )
 
 
