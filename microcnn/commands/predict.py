@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from microcnn.commands.predictor_options import add_predictor_options, predictor_options
+
 DESCRIPTION = """\
 Predict micrographs (files or folders of PNG/TIFF/JPEG/BMP/DM3/DM4) with a trained model or an ensemble.
 Writes DIR/predictions.csv (one row per image: class probabilities, properties with units, or phase
@@ -24,14 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--model", action="append", required=True, metavar="M.safetensors",
                         help="model file; repeat for an ensemble")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default auto)")
-    parser.add_argument("--tile", type=int, default=1024, help="tile side in px (1024)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (0.25)")
-    parser.add_argument("--batch-size", type=int, default=2, help="tiles per forward pass (2)")
     parser.add_argument("--keep-info-bar", action="store_true",
                         help="do not cut off an SEM data bar found at the bottom of an image")  # fmt: skip
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: 8 flips/rotations")
-    parser.add_argument("--rescale", action="store_true", help="resample to the training pixel size first")
+    add_predictor_options(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -43,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from microcnn.inference.predictor import Predictor
 
     files = expand_inputs(args.images)
-    options = {"device": args.device, "tile": args.tile, "overlap": args.overlap,
-               "batch_size": args.batch_size, "tta": args.tta, "rescale": args.rescale}  # fmt: skip
-    predictor = Predictor.from_checkpoint(args.model, **options)
+    predictor = Predictor.from_checkpoint(args.model, **predictor_options(args))
     with tqdm(total=len(files), unit="img", desc="predict", disable=None) as bar:  # shows img/s
         rows = predict_files(predictor, files, args.out, progress=lambda done, _t: bar.update(done - bar.n),
                              crop_bar=not args.keep_info_bar)  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from microcnn.commands.predictor_options import add_predictor_options, predictor_options
+
 DESCRIPTION = """\
 Predict every image of an HDF5 archive with one model or an ensemble and write a results file:
 class probabilities, properties ± std, phase fractions (optionally masks), with provenance (model sha256,
@@ -33,11 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--output", required=True, help="results .h5 file (must not exist)")
     parser.add_argument("--chunk", type=int, default=16, help="items per flush / resume step (default 16)")
     parser.add_argument("--save-masks", action="store_true", help="segmentation: also store the masks")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default auto)")
-    parser.add_argument("--tile", type=int, default=512, help="tile side in px for large images (512)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (0.25)")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (4)")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: 8 flips/rotations")
+    add_predictor_options(parser, rescale=False)
     parser.set_defaults(func=run)
     return parser
 
@@ -49,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from microcnn.inference.batch import predict_archive
 
     info = init_distributed(args.device)
-    kwargs = {"device": args.device, "tile": args.tile, "overlap": args.overlap,
-              "batch_size": args.batch_size, "tta": args.tta}  # fmt: skip
+    kwargs = predictor_options(args)
     bar = tqdm(desc=f"rank {info.rank}" if info.active else "predict-h5", unit="img", disable=None)
 
     def progress(done: int, total: int) -> None:
