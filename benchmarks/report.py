@@ -65,6 +65,12 @@ def environment_lines(results: dict[str, Any]) -> list[str]:
     return [*lines, *_table(["section", "seconds", "load before", "load after"], rows), ""]
 
 
+def _rates(s: dict[str, Any]) -> str:
+    rates = s.get("matmul_rates") or {}
+    names = {"mm": "torch.mm (BLAS)", "onednn": "oneDNN GEMM as a 1×1 conv"}
+    return ", ".join(f"{names.get(k, k)} {_f(v)}" for k, v in rates.items()) or "torch.mm"
+
+
 def speed_lines(results: dict[str, Any]) -> list[str]:
     s = _section(results, "speed")
     head = ["## Speed (CPU, fp32)", ""]
@@ -73,8 +79,8 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         *head,
         f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s**"
-        f" (1024² @ 1024², at the start). Where a row has its own 'peak' (measured just before that row, same"
-        f" load), its % of peak refers to it. Input {s['batch']}×1×{s['side']}×{s['side']}; FLOPs by "
+        f" (1024² @ 1024², at the start: {_rates(s)}). Where a row has its own 'peak' (measured just"
+        f" before it, same load), its % of peak refers to it. Input {s['batch']}×1×{s['side']}×{s['side']}; FLOPs by "
         "PyTorch's FlopCounterMode; training = forward + backward + AdamW step.",
         "",
     ]
