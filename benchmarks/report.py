@@ -80,8 +80,8 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
         *head,
         f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s**"
         f" (1024² @ 1024², at the start: {_rates(s)}). Where a row has its own 'peak' (measured just"
-        f" before it, same load), its % of peak refers to it. Input {s['batch']}×1×{s['side']}×{s['side']}; FLOPs by "
-        "PyTorch's FlopCounterMode; training = forward + backward + AdamW step.",
+        f" before it, same load), its % of peak refers to it. Input {s['batch']}×1×{s['side']}×{s['side']};"
+        " FLOPs by PyTorch's FlopCounterMode; training = forward + backward + AdamW step.",
         "",
     ]
     rows = [
