@@ -157,12 +157,13 @@ def bench_models(
     seconds: float = 3.0,
     names: list[str] | None = None,
     local_peak: bool = True,
+    peak_gflops: float | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (model, memory format): the figures of :func:`measure_model`.
 
     With ``local_peak`` the matmul peak is measured again just before each row (``peak_gflops`` in the
-    row) and % of peak refers to it: on a shared machine the load changes between rows, and a ratio of two
-    rates taken minutes apart would mix two machines.
+    row) and % of peak refers to the best peak measured over all rows and ``peak_gflops``: the machine's
+    capability; a lower local peak only shows that other jobs were running then.
     """
     rows = []
     for name, build in model_builders().items():
@@ -182,6 +183,10 @@ def bench_models(
             if peak is not None:
                 figures["peak_gflops"] = peak
             rows.append({"model": name, "channels_last": channels_last, **figures})
+    best = max([r["peak_gflops"] for r in rows if "peak_gflops" in r] + [peak_gflops or 0.0]) or None
+    for r in rows if best else []:
+        for phase in ("forward", "train"):
+            r[f"{phase}_pct_peak"] = 100 * r[f"{phase}_gflops"] / best
     return rows
 
 

@@ -79,8 +79,8 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         *head,
         f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s**"
-        f" (1024² @ 1024², at the start: {_rates(s)}). Where a row has its own 'peak' (measured just"
-        f" before it, same load), its % of peak refers to it. Input {s['batch']}×1×{s['side']}×{s['side']};"
+        f" (best of the section; at its start: {_rates(s)}). Each row's 'peak' was measured just before"
+        f" it; % of peak refers to the best (the machine's capability). Input {s['batch']}×1×{s['side']}²;"
         " FLOPs by PyTorch's FlopCounterMode; training = forward + backward + AdamW step.",
         "",
     ]

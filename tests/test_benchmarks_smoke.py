@@ -190,8 +190,9 @@ def test_gpu_section_says_no_gpu():
     assert speed.bench_gpu(side=32, batch=1, seconds=0.0) == {"skipped": "no GPU in this run"}
 
 
-def test_bench_models_rows_refer_to_their_own_peak():
+def test_bench_models_rows_refer_to_the_best_peak_measured():
     rows = speed.bench_models(side=32, batch=1, seconds=0.0, names=["regressor (ours, default)"])
     assert [r["channels_last"] for r in rows] == [False, True]
+    best = max(r["peak_gflops"] for r in rows)
     for r in rows:
-        assert r["forward_pct_peak"] == pytest.approx(100 * r["forward_gflops"] / r["peak_gflops"])
+        assert r["forward_pct_peak"] == pytest.approx(100 * r["forward_gflops"] / best)
