@@ -335,7 +335,7 @@ def _overrides(command: str) -> str:
 
     words = shlex.split(command)
     sets = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
-    return "".join(f" --set {s}" for s in sets)
+    return "".join(f" --set {s}" for s in dict.fromkeys(sets))  # merged runs repeat them
 
 
 def reproduce_lines(results: dict[str, Any]) -> list[str]:
