@@ -15,8 +15,9 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# dev extras + dm + bench: the benchmark smoke tests compare our scores against segmentation_models_pytorch.
 $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PIP_INSTALL) -e ".[dev,dm]"
+	$(PIP_INSTALL) -e ".[dev,dm,bench]"
 	touch $(VENV)/.installed $@
 
 # Debian's Chromium for the real-browser tests (Playwright never downloads its own browser here).
@@ -46,7 +47,6 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 
 bench: $(VENV)/.installed-dev
-	$(PIP_INSTALL) -e ".[dev,dm,bench]"
 	$(PY) -m benchmarks.run
 
 # Default models in data/models (configs/models/): retrained from scratch (seeded) and re-exported with their
