@@ -1,7 +1,8 @@
 """Batch prediction over an HDF5 archive -> an HDF5 results file: streaming, resumable, atomic, sharded.
 
-- Streaming: items are read one at a time and results written in chunks of ``chunk`` rows, so memory does
-  not grow with the archive.
+- Streaming: items are read and results written in chunks of ``chunk`` rows, so memory does not grow with
+  the archive. The images of a chunk that share a shape go through the network together
+  (``Predictor.predict_many``), so many small images cost a few large forward passes, not one each.
 - Resumable: results go to ``<output>.partial``; a ``done`` flag per row is written after each chunk's
   results and flushed. Rerunning the same command after a kill (even SIGKILL) skips finished rows and
   redoes the rest; prediction is deterministic on CPU, so the result equals an uninterrupted run bit for
@@ -199,30 +200,84 @@ def _kill_after() -> int | None:
 
 def _run_shard(predictor: Predictor, archive: InputArchive, f: Any, start: int, *, chunk: int,
                save_masks: bool, progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
-    """Predict every row of ``f`` not yet done (row j = input item start + j), flushing per chunk."""
+    """Predict every row of ``f`` not yet done (row j = input item start + j), flushing per chunk.
+
+    A chunk's images are read together and predicted in batches (``Predictor.predict_many``); its rows are
+    written with one HDF5 write per dataset. A chunk is redone whole after a kill, so its batches, and thus
+    its results, are the same bit for bit.
+    """
     n = f["done"].shape[0]
     done = f["done"][()].astype(bool)
     todo = [j for j in range(n) if not done[j]]
     kill_after, processed = _kill_after(), 0
     for first in range(0, len(todo), chunk):
         rows = todo[first : first + chunk]
-        for j in rows:
-            i = start + j
-            f["ids"][j] = archive.item_id(i).encode("utf-8")[:128]
-            try:
-                micrograph = archive.read(i)
-                f["pixel_size_um"][j] = micrograph.pixel_size_um or np.nan
-                _write_row(f, j, _row(predictor.predict(micrograph), predictor.task, save_masks))
-            except Exception as exc:  # any failure of one item is recorded; the job goes on
+        outcomes = _predict_chunk(predictor, archive, [start + j for j in rows], save_masks)
+        for j, (_, value) in zip(rows, outcomes):
+            if isinstance(value, Exception):  # any failure of one item is recorded; the job goes on
                 f["failed"][j] = 1
-                f["error"][j] = f"{type(exc).__name__}: {exc}".encode()[: h5out.ERROR_LEN]
-            processed += 1
-            if kill_after is not None and processed >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        f["done"][rows] = 1  # after the chunk's results: a kill before this line redoes the chunk
-        f.flush()
+                f["error"][j] = f"{type(value).__name__}: {value}".encode()[: h5out.ERROR_LEN]
+        ids = [archive.item_id(start + j).encode("utf-8")[:128] for j in rows]
+        _write_rows(f, rows, ids, outcomes)
+        processed += len(rows)
+        if kill_after is not None and processed >= kill_after:  # tests: die before this chunk is marked done
+            os.kill(os.getpid(), signal.SIGKILL)
+        f["done"][_selection(rows)] = 1
+        f.flush()  # the done flags after the chunk's results: a kill before this line redoes the chunk
         if progress is not None:
             progress(n - len(todo) + first + len(rows), n)
+
+
+def _selection(rows: list[int]) -> slice | list[int]:
+    """An HDF5 selection of increasing ``rows``: a slice when they are contiguous (one fast write)."""
+    return slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else rows
+
+
+def _predict_chunk(predictor: Predictor, archive: InputArchive, items: list[int],
+                   save_masks: bool) -> list[tuple[float, dict[str, Any] | Exception]]:  # fmt: skip
+    """(pixel size or NaN, result row or the exception) per item; bad items do not stop the others."""
+    read: list[tuple[int, Micrograph]] = []
+    out: dict[int, tuple[float, dict[str, Any] | Exception]] = {}
+    for i in items:
+        try:
+            read.append((i, archive.read(i)))
+        except Exception as exc:  # a corrupt chunk or bad values: recorded for this item only
+            out[i] = (np.nan, exc)
+    try:
+        results = predictor.predict_many([m for _, m in read])
+        for (i, m), r in zip(read, results):
+            out[i] = (_size(m), _row(r, predictor.task, save_masks))
+    except Exception:  # find the culprit(s): predict the chunk's items one at a time
+        for i, m in read:
+            try:
+                out[i] = (_size(m), _row(predictor.predict(m), predictor.task, save_masks))
+            except Exception as exc:
+                out[i] = (_size(m), exc)
+    return [out[i] for i in items]
+
+
+def _size(m: Micrograph) -> float:
+    return float(m.pixel_size_um) if m.pixel_size_um else np.nan
+
+
+def _write_rows(f: Any, rows: list[int], ids: list[bytes],
+                outcomes: list[tuple[float, dict[str, Any] | Exception]]) -> None:  # fmt: skip
+    """Write a chunk's ids, pixel sizes and results: one write per dataset (rows of failed items keep NaN)."""
+    sel = _selection(rows)
+    f["ids"][sel] = np.array(ids, dtype=f["ids"].dtype)
+    f["pixel_size_um"][sel] = np.array([size for size, _ in outcomes], dtype=f["pixel_size_um"].dtype)
+    good = [(j, v) for j, (_, v) in zip(rows, outcomes) if not isinstance(v, Exception)]
+    if not good:
+        return
+    for key in good[0][1]:
+        if key == "mask":
+            for j, v in good:
+                _write_row(f, j, {"mask": v["mask"]})
+        elif len(good) == len(rows):
+            f[key][sel] = np.stack([v[key] for _, v in good])
+        else:
+            for j, v in good:
+                f[key][j] = v[key]
 
 
 def _as_predictor(models: Predictor | str | Path | Sequence[str | Path], kwargs: dict[str, Any]):

@@ -166,12 +166,15 @@ class Predictor:
                 return self._segment(image, micrograph, factor, progress)
             stack = self._image_level_samples(image, progress)
         if self.task == "classification":
-            mean, std = tta_mod.mean_std(stack)
-            return ClassificationResult(
-                probabilities=mean.numpy(), class_names=self.class_names,
-                std=std.numpy() if self.n_samples > 1 else None, method=self.method, meta=self._meta(factor),
-            )  # fmt: skip
+            return self._classification_result(stack, factor)
         return self._regression_result(stack, factor)
+
+    def _classification_result(self, stack: torch.Tensor, factor: float) -> ClassificationResult:
+        mean, std = tta_mod.mean_std(stack)
+        return ClassificationResult(
+            probabilities=mean.numpy(), class_names=self.class_names,
+            std=std.numpy() if self.n_samples > 1 else None, method=self.method, meta=self._meta(factor),
+        )  # fmt: skip
 
     @property
     def n_samples(self) -> int:
@@ -195,14 +198,19 @@ class Predictor:
     def _segment(
         self, image: torch.Tensor, micrograph: Micrograph, factor: float, progress: Any
     ) -> SegmentationResult:
-        spread = self.n_samples > 1
-
-        def fn(tiles: torch.Tensor) -> torch.Tensor:
-            mean, std = tta_mod.mean_std(self._samples(tiles))
-            return torch.cat([mean, std], dim=1) if spread else mean
-
-        out = sliding_window(fn, image, tile=self.tile, overlap=self.overlap, blend=self.blend,
+        out = sliding_window(self._dense_fn, image, tile=self.tile, overlap=self.overlap, blend=self.blend,
                              batch_size=self.batch_size, progress=progress)  # fmt: skip
+        return self._segmentation_result(out, micrograph, factor)
+
+    def _dense_fn(self, tiles: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) tiles -> (N, K, h, w) mean probabilities, with their std stacked after when S > 1."""
+        mean, std = tta_mod.mean_std(self._samples(tiles))
+        return torch.cat([mean, std], dim=1) if self.n_samples > 1 else mean
+
+    def _segmentation_result(
+        self, out: torch.Tensor, micrograph: Micrograph, factor: float
+    ) -> SegmentationResult:
+        spread = self.n_samples > 1
         if factor != 1.0:  # back to the micrograph's own rows/cols
             out = nn.functional.interpolate(out[None], size=micrograph.pixels.shape[:2], mode="bilinear")[0]
         k = out.shape[0] // 2 if spread else out.shape[0]
@@ -213,6 +221,61 @@ class Predictor:
             class_names=names, probabilities=probs.numpy(), std=out[k:].numpy() if spread else None,
             pixel_size_um=micrograph.pixel_size_um, method=self.method, meta=self._meta(factor),
         )  # fmt: skip
+
+    def predict_many(self, micrographs: Sequence[Micrograph]) -> list[Result]:
+        """Predict several micrographs, batching those that fit in one tile and share a shape.
+
+        Gives the same results as ``[self.predict(m) for m in micrographs]`` (to float rounding of the
+        convolution kernels at another batch size) but, for many small images, with a few large forward
+        passes instead of one per image. A batch holds at most ``batch_size`` tiles' worth of pixels
+        (``batch_size * tile**2``), so memory is bounded as in :meth:`predict`. Images larger than one tile
+        go through :meth:`predict` one by one. Any error (e.g. a wrong channel count) propagates; callers
+        that must isolate a bad item retry it alone.
+
+        Example:
+            >>> results = predictor.predict_many([read_micrograph(p) for p in paths])   # doctest: +SKIP
+        """
+        prepared = [self.preprocess(m) for m in micrographs]
+        results: list[Result | None] = [None] * len(micrographs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (image, _) in enumerate(prepared):
+            rows, cols = image.shape[-2:]
+            if rows <= self.tile and cols <= self.tile and self._fits_whole(rows, cols):
+                groups.setdefault(tuple(image.shape), []).append(i)
+            else:
+                results[i] = self.predict(micrographs[i])
+        budget = self.batch_size * self.tile * self.tile
+        with torch.inference_mode():
+            for shape, members in groups.items():
+                step = max(1, budget // (shape[-2] * shape[-1]))
+                for first in range(0, len(members), step):
+                    part = members[first : first + step]
+                    batch = torch.stack([prepared[i][0] for i in part])
+                    for i, value in zip(part, self._whole_image_outputs(batch)):
+                        results[i] = self._result_of_whole(value, micrographs[i], prepared[i][1])
+        return [r for r in results if r is not None]
+
+    def _fits_whole(self, rows: int, cols: int) -> bool:
+        """Whether predict() sends an image of this size through the network in one piece."""
+        if self.task == "segmentation":
+            return True
+        size = getattr(self.models[0], "exact_input_size", None)
+        return size is None or (rows == size and cols == size)
+
+    def _whole_image_outputs(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """Per-image outputs of a batch of whole images, exactly as predict() computes them for one tile."""
+        if self.task == "segmentation":
+            out = self._dense_fn(batch)
+            return [out[n].to(torch.float32) for n in range(out.shape[0])]
+        stack = self._samples(batch)  # (S, N, D): each image is a single "tile" of itself
+        return [self._reduce_tiles(stack[:, n : n + 1]) for n in range(stack.shape[1])]
+
+    def _result_of_whole(self, value: torch.Tensor, micrograph: Micrograph, factor: float) -> Result:
+        if self.task == "segmentation":
+            return self._segmentation_result(value, micrograph, factor)
+        if self.task == "classification":
+            return self._classification_result(value, factor)
+        return self._regression_result(value, factor)
 
     def _image_level_samples(self, image: torch.Tensor, progress: Any) -> torch.Tensor:
         """(S, D) per-sample outputs averaged over the tiles of the image (see module docstring)."""
@@ -231,7 +294,10 @@ class Predictor:
             parts.append(self._samples(torch.stack([image[:, r : r + h, c : c + w] for r, c, h, w in batch])))
             if progress is not None:
                 progress(min(first + self.batch_size, len(boxes)), len(boxes))
-        stack = torch.cat(parts, dim=1)  # (S, tiles, D)
+        return self._reduce_tiles(torch.cat(parts, dim=1))
+
+    def _reduce_tiles(self, stack: torch.Tensor) -> torch.Tensor:
+        """(S, tiles, D) -> (S, D): the mean over tiles (heteroscedastic regression: of the variances)."""
         if self.task == "regression" and stack.shape[-1] == 2 * self._num_targets():
             t = self._num_targets()  # average variances (not log-variances) over tiles
             var = stack[..., t:].exp().mean(dim=1)

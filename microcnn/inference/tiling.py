@@ -119,15 +119,19 @@ def sliding_window(
     _, rows, cols = image.shape
     th, tw = min(tile, rows), min(tile, cols)
     boxes = [(r, c) for r, c, _, _ in tile_grid(rows, cols, tile=tile, overlap=overlap)]
+    if len(boxes) == 1:  # one window covers the image: the blending weights cancel exactly, skip them
+        pred = fn(image[None, :, :th, :tw])
+        _check_tile_output(pred, th, tw)
+        if progress is not None:
+            progress(1, 1)
+        return pred[0].detach().to("cpu", torch.float32)
     weight = blend_window(th, tw, blend=blend)
     total = torch.zeros(rows, cols, dtype=torch.float32)
     out: torch.Tensor | None = None
     for first in range(0, len(boxes), batch_size):
         batch = boxes[first : first + batch_size]
         pred = fn(torch.stack([image[:, r : r + th, c : c + tw] for r, c in batch]))
-        if pred.ndim != 4 or tuple(pred.shape[-2:]) != (th, tw):
-            raise ValueError(f"fn must return (N, K, {th}, {tw}) for (N, C, {th}, {tw}) tiles; "
-                             f"got {tuple(pred.shape)}.")  # fmt: skip
+        _check_tile_output(pred, th, tw)
         pred = pred.detach().to("cpu", torch.float32)
         if out is None:
             out = torch.zeros(pred.shape[1], rows, cols, dtype=torch.float32)
@@ -138,6 +142,12 @@ def sliding_window(
             progress(min(first + batch_size, len(boxes)), len(boxes))
     assert out is not None  # at least one box always exists (internal invariant, not user input)
     return out.div_(total)
+
+
+def _check_tile_output(pred: torch.Tensor, th: int, tw: int) -> None:
+    if pred.ndim != 4 or tuple(pred.shape[-2:]) != (th, tw):
+        raise ValueError(f"fn must return (N, K, {th}, {tw}) for (N, C, {th}, {tw}) tiles; "
+                         f"got {tuple(pred.shape)}.")  # fmt: skip
 
 
 def tile_grid(rows: int, cols: int, *, tile: int, overlap: float) -> list[tuple[int, int, int, int]]:

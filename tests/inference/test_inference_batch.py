@@ -238,3 +238,27 @@ def test_memory_does_not_grow_with_the_archive(job, tmp_path):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.5 * peaks[0] + 200_000
+
+
+def test_an_item_the_model_refuses_is_isolated_from_its_batch(job):
+    """predict_many fails for the chunk (a colour image for a gray model): each item is retried alone."""
+    from microcnn.inference.batch import _predict_chunk
+    from microcnn.io.micrograph import Micrograph
+
+    rng = np.random.default_rng(5)
+    images = {i: rng.random((24, 24), dtype=np.float32) for i in range(4)}
+    images[2] = rng.random((24, 24, 3), dtype=np.float32)
+
+    class Archive:
+        def read(self, i: int) -> Micrograph:
+            if i == 3:
+                raise OSError("corrupt chunk")
+            return Micrograph(pixels=images[i], pixel_size_um=0.5)
+
+    predictor = Predictor.from_checkpoint(job["model"], device="cpu")
+    outcomes = _predict_chunk(predictor, Archive(), [0, 1, 2, 3], save_masks=True)
+    assert [type(v).__name__ for _, v in outcomes] == ["dict", "dict", "ValueError", "OSError"]
+    assert [size for size, _ in outcomes[:3]] == [0.5, 0.5, 0.5] and np.isnan(outcomes[3][0])
+    for i in (0, 1):  # the good items hold what predicting them alone gives
+        alone = predictor.predict(Micrograph(pixels=images[i], pixel_size_um=0.5))
+        np.testing.assert_array_equal(outcomes[i][1]["mask"], alone.mask)

@@ -204,3 +204,52 @@ def test_1024_16bit_image_runs_tiled():
 @pytest.mark.slow
 def test_8192_16bit_image_runs_tiled_in_bounded_memory():
     _big_image_check(8192)
+
+
+def _counting(model: nn.Module) -> list[tuple[int, ...]]:
+    seen: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    return seen
+
+
+def test_predict_many_batches_same_shaped_images_and_equals_predict_one_by_one():
+    meta = {**SEG_META, "class_names": ["a", "b", "c"]}
+    net = Smoother()
+    seen = _counting(net)
+    predictor = Predictor([net], meta, device="cpu", tile=64, batch_size=2)
+    # 20 of 32x32, 3 of 40x24, one of 100x90 (larger than the 64 px tile: tiled alone)
+    images = [_micrograph(32, 32, seed=i) for i in range(20)] + [
+        _micrograph(40, 24, seed=30 + i) for i in range(3)
+    ]
+    images.insert(5, _micrograph(100, 90, seed=99))
+    many = predictor.predict_many(images)
+    batched = [s for s in seen if s[0] > 1 or s[-2:] != (64, 64)]
+    # budget batch_size * tile^2 = 2 * 64 * 64 = 8192 px: 8 images of 32x32 per pass -> 8 + 8 + 4;
+    # 8192 // (40*24) = 8 -> the three 40x24 images in one pass
+    assert [s[0] for s in batched if s[-2:] == (32, 32)] == [8, 8, 4]
+    assert [s[0] for s in batched if s[-2:] == (40, 24)] == [3]
+    seen.clear()
+    single = [predictor.predict(m) for m in images]
+    assert len(many) == len(single) == 24
+    for a, b in zip(many, single):
+        assert a.mask.shape == b.mask.shape
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+        assert (a.mask == b.mask).mean() > 0.999
+
+
+def test_predict_many_image_level_tasks_equal_predict():
+    from microcnn.models import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = build_model("tinyvgg", in_channels=1, num_classes=3, input_size=32)
+    clf = Predictor([net], {"task": "classification", "class_names": ["a", "b", "c"]}, device="cpu", tta=True)
+    images = [_micrograph(32, 32, seed=i) for i in range(5)] + [_micrograph(64, 96, seed=9)]
+    for a, b in zip(clf.predict_many(images), [clf.predict(m) for m in images]):
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+        np.testing.assert_allclose(a.std, b.std, atol=1e-6)
+    meta = {"task": "regression", "target_names": ["porosity"], "target_units": ["1"]}
+    members = [ConstantRegressor(0.2, float(np.log(0.01))), ConstantRegressor(0.4, float(np.log(0.03)))]
+    reg = Predictor(members, meta, device="cpu").predict_many([_micrograph(32, 32, seed=i) for i in range(3)])
+    for r in reg:  # law of total variance, as for predict(): sqrt(0.01 + 0.02)
+        assert r.values[0] == pytest.approx(0.3) and r.std[0] == pytest.approx(np.sqrt(0.03), rel=1e-5)
