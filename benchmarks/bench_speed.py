@@ -242,6 +242,20 @@ print(json.dumps({"forward_img_s_batch1": one, "forward_img_s_batched": many}))
 """
 
 
+def steady_state(runs: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """(images/s, fixed seconds per job) from jobs of different sizes: t = startup + images / rate.
+
+    The rate is the extra images of the largest job over its extra seconds, so the fixed cost of a job (lazy
+    imports, loading the model, hashing the input) cancels. (None, None) for fewer than two sizes.
+    """
+    if len({r["images"] for r in runs}) < 2:
+        return None, None
+    small, large = min(runs, key=lambda r: r["images"]), max(runs, key=lambda r: r["images"])
+    t_small, t_large = small["images"] / small["img_s"], large["images"] / large["img_s"]
+    rate = (large["images"] - small["images"]) / (t_large - t_small)
+    return rate, t_small - small["images"] / rate
+
+
 def bench_batch_h5(
     *, sizes: tuple[int, ...] = (200, 2000), side: int = 64, seconds: float = 3.0, chunk: int = 32
 ) -> dict[str, Any]:
@@ -270,15 +284,19 @@ def bench_batch_h5(
             out = subprocess.run([*cmd, str(chunk)], capture_output=True, text=True, check=True, cwd=repo)
             job, forward = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
             runs[n] = {"images": n, "img_s": n / job["seconds"], "peak_rss_mb": job["peak_rss_mb"], **forward}
-    largest = runs[max(runs)]
+    largest, smallest = runs[max(runs)], runs[min(runs)]
+    steady, startup = steady_state(list(runs.values()))
     return {
         "side": side,
         "runs": list(runs.values()),
+        "steady_img_s": steady,
+        "startup_s": startup,
+        "steady_ratio_vs_batched": None if steady is None else steady / largest["forward_img_s_batched"],
         "forward_img_s_batched": largest["forward_img_s_batched"],
         "forward_img_s_batch1": largest["forward_img_s_batch1"],
         "ratio_vs_batched": largest["img_s"] / largest["forward_img_s_batched"],
         "ratio_vs_batch1": largest["img_s"] / largest["forward_img_s_batch1"],
-        "peak_rss_ratio": largest["peak_rss_mb"] / runs[min(runs)]["peak_rss_mb"],
+        "peak_rss_ratio": largest["peak_rss_mb"] / smallest["peak_rss_mb"],
     }
 
 

@@ -107,19 +107,19 @@ def speed_goals(results: dict[str, Any]) -> list[Goal]:
 
 def batch_goals(results: dict[str, Any]) -> list[Goal]:
     b = _section(results, "batch") or {}
-    ratio = b.get("ratio_vs_batched")
+    ratio = b.get("steady_ratio_vs_batched")
     why = ""
     if ratio is not None:
-        job_ms, bare_ms = 1000 / b["runs"][-1]["img_s"], 1000 / b["forward_img_s_batch1"]
+        steady_ms, bare_ms = 1000 / b["steady_img_s"], 1000 / b["forward_img_s_batched"]
         why = (
-            f"per image the job takes {_f(job_ms, 1)} ms, the bare forward {_f(bare_ms, 1)} ms (batch 1) or "
-            f"{_f(1000 / b['forward_img_s_batched'], 1)} ms (batched): images go one at a time, and the work "
-            f"around the forward (tiling, softmax, blending, argmax, per-item HDF5 rows) costs more than the "
-            f"small model itself (cProfile below)"
+            f"per image the job takes {_f(steady_ms, 2)} ms in steady state, the bare batched forward "
+            f"{_f(bare_ms, 2)} ms: the rest is reading, per-image standardisation, the result objects and "
+            f"HDF5 writes (cProfile below); each job also pays {_f(b['startup_s'], 1)} s once (imports, "
+            f"model, input hash)"
         )
     return [
         Goal(
-            "Batch HDF5 ≥ 90 % of pure (batched) forward throughput",
+            "Batch HDF5 ≥ 90 % of pure (batched) forward throughput (steady state)",
             None if ratio is None else 100 * ratio,
             90,
             " %",

@@ -115,18 +115,44 @@ class InputArchive:
 
     def read(self, index: int) -> Micrograph:
         """Item ``index`` as a Micrograph; raises on a corrupt chunk (fletcher32) or non-finite values."""
-        f, rows, cols = self.file, self.shape[1], self.shape[2]
-        if self.dataset == "images" and "image_shapes" in f:
-            rows, cols = (int(v) for v in f["image_shapes"][index])
-        raw = f[self.dataset][index, :rows, :cols]
-        scale = _SCALE.get(str(raw.dtype))
-        pixels = raw.astype(np.float32) / scale if scale else raw.astype(np.float32)
-        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
-            raise ValueError("pixel values must be finite and in [0, 1] (float) or uint8/uint16")
-        size = np.nan
-        if self.dataset == "images" and "pixel_size_um" in f:
-            size = float(f["pixel_size_um"][index])
-        return Micrograph(pixels=pixels, pixel_size_um=size if np.isfinite(size) and size > 0 else None)
+        return self._micrographs(index, index + 1)[0]
+
+    def read_many(self, start: int, stop: int) -> list[Micrograph | Exception]:
+        """Items ``start..stop-1``: one HDF5 read per dataset when all are sound; otherwise item by item,
+        with the exception of each item that cannot be read in its place."""
+        try:
+            return list(self._micrographs(start, stop))
+        except Exception:  # a damaged chunk or bad values somewhere in the block: find which items
+            out: list[Micrograph | Exception] = []
+            for i in range(start, stop):
+                try:
+                    out.append(self.read(i))
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+    def _micrographs(self, start: int, stop: int) -> list[Micrograph]:
+        f, n = self.file, stop - start
+        shapes = np.tile(np.array(self.shape[1:3]), (n, 1))
+        sizes = np.full(n, np.nan)
+        if self.dataset == "images":
+            if "image_shapes" in f:
+                shapes = f["image_shapes"][start:stop]
+            if "pixel_size_um" in f:
+                sizes = f["pixel_size_um"][start:stop].astype(float)
+        rows, cols = int(shapes[:, 0].max()), int(shapes[:, 1].max())
+        block = f[self.dataset][start:stop, :rows, :cols]
+        scale = _SCALE.get(str(block.dtype))
+        out = []
+        for raw, (r, c), size in zip(block, shapes, sizes):
+            pixels = raw[:r, :c].astype(np.float32)
+            if scale:
+                pixels /= scale
+            if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
+                raise ValueError("pixel values must be finite and in [0, 1] (float) or uint8/uint16")
+            out.append(Micrograph(pixels=pixels, pixel_size_um=float(size) if np.isfinite(size) and size > 0
+                                  else None))  # fmt: skip
+        return out
 
     def close(self) -> None:
         self.file.close()
@@ -238,11 +264,11 @@ def _predict_chunk(predictor: Predictor, archive: InputArchive, items: list[int]
     """(pixel size or NaN, result row or the exception) per item; bad items do not stop the others."""
     read: list[tuple[int, Micrograph]] = []
     out: dict[int, tuple[float, dict[str, Any] | Exception]] = {}
-    for i in items:
-        try:
-            read.append((i, archive.read(i)))
-        except Exception as exc:  # a corrupt chunk or bad values: recorded for this item only
-            out[i] = (np.nan, exc)
+    for i, m in zip(items, _read_items(archive, items)):
+        if isinstance(m, Exception):  # a corrupt chunk or bad values: recorded for this item only
+            out[i] = (np.nan, m)
+        else:
+            read.append((i, m))
     try:
         results = predictor.predict_many([m for _, m in read])
         for (i, m), r in zip(read, results):
@@ -254,6 +280,19 @@ def _predict_chunk(predictor: Predictor, archive: InputArchive, items: list[int]
             except Exception as exc:
                 out[i] = (_size(m), exc)
     return [out[i] for i in items]
+
+
+def _read_items(archive: Any, items: list[int]) -> list[Micrograph | Exception]:
+    """The items' micrographs (or the exception of each unreadable one); contiguous items: one block read."""
+    if hasattr(archive, "read_many") and items[-1] - items[0] + 1 == len(items):
+        return archive.read_many(items[0], items[-1] + 1)
+    out: list[Micrograph | Exception] = []
+    for i in items:
+        try:
+            out.append(archive.read(i))
+        except Exception as exc:
+            out.append(exc)
+    return out
 
 
 def _size(m: Micrograph) -> float:
