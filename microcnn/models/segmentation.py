@@ -87,7 +87,8 @@ class UNet(Segmenter):
         opts = {"norm": norm, "activation": activation, "kernel_size": kernel_size, "dilation": dilation}
         self.down = nn.ModuleList([conv_stack(in_channels, w[0], **opts)])
         self.down.extend(conv_stack(w[i], w[i + 1], **opts) for i in range(depth))
-        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        # Pool indices cost time and memory; only the unpooling decoder uses them.
+        self.pool = nn.MaxPool2d(2, 2, return_indices=upsample == "unpool")
         self.bottleneck_dropout = make_dropout(dropout, spatial=True)
         self.ups = nn.ModuleList(Up(w[i + 1], w[i], mode=upsample) for i in reversed(range(depth)))
         self.dec = nn.ModuleList(conv_stack(2 * w[i], w[i], **opts) for i in reversed(range(depth)))
@@ -101,7 +102,7 @@ class UNet(Segmenter):
         skips, indices = [], []
         for i, stage in enumerate(self.down):
             if i:
-                x, idx = self.pool(x)
+                x, idx = self.pool(x) if self.pool.return_indices else (self.pool(x), None)
                 indices.append(idx)
             x = stage(x)
             skips.append(x)
