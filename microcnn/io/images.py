@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -215,22 +216,34 @@ def _corrupt(fmt: str, exc: BaseException) -> MicrographError:
 
 
 # ----------------------------------------------------------------------------------------------- Pillow
-PILLOW_FORMATS = ["PNG", "JPEG", "BMP"]
+# Our format name -> the one Pillow plugin allowed to decode it (the allow-list: nothing else is tried).
+PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}
 _PILLOW_BITS = {"1": 1, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 32, "F": 32}
 
 
-def _read_pillow(fh: BinaryIO, fmt: str, *, max_pixels: int) -> dict[str, Any]:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _open_pillow(fh: BinaryIO, fmt: str) -> Any:
+    """Open ``fh`` (header only) with the single Pillow plugin of ``fmt``.
 
-    try:  # Image.open reads the header only; the pixels are decoded by load() below
-        im = Image.open(fh, formats=PILLOW_FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(
-            f"The {fmt.upper()} header declares an image far over the pixel budget ({exc}). Refused before "
-            "decoding; crop or bin the image if it is real."
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    ``Image.open`` would also apply Pillow's global decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``,
+    an error above ~179 Mpx) and so overrule a caller's larger ``max_pixels``. The budget is ours: it is
+    checked from this header right after, so the plugin is called the way ``Image.open`` calls it, minus
+    that check, and no global setting is touched (safe with concurrent app sessions).
+    """
+    from PIL import Image
+
+    name = PILLOW_FORMATS[fmt]
+    Image.preinit()  # registers the PNG, JPEG and BMP plugins
+    factory, _accept = Image.OPEN[name]  # the format was already chosen by magic bytes (sniff_format)
+    try:
+        return factory(fh, "")
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
         raise _corrupt(fmt, exc) from None
+
+
+def _read_pillow(fh: BinaryIO, fmt: str, *, max_pixels: int) -> dict[str, Any]:
+    from PIL import ImageOps
+
+    im = _open_pillow(fh, fmt)  # reads the header only; the pixels are decoded by load() below
     check_pixel_budget(im.height, im.width, max_pixels=max_pixels)
     if fmt == "png":
         _check_png_plausible(fh, rows=im.height, cols=im.width)

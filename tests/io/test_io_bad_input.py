@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -31,12 +32,29 @@ def test_68_byte_png_claiming_20000_squared_is_refused_quickly():
     bomb = raw_png(20_000, 20_000, bit_depth=8, colour_type=0, rows=None)
     assert len(bomb) < 100  # the header alone (IHDR + IEND)
     start = time.perf_counter()
-    with pytest.raises(ImageTooLargeError, match="over the pixel budget"):
+    with pytest.raises(ImageTooLargeError, match=r"= 400,000,000 px, over the budget of 100,000,000 px"):
         read_micrograph(bomb)
     assert time.perf_counter() - start < 5  # generous bound; the < 100 ms figure is in benchmarks/bench_io
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+# 15000 x 14000 = 210 Mpx: over Pillow's DecompressionBombError threshold (2 x 89,478,485 = 178,956,970 px)
+HEADER_210_MPX = raw_png(15_000, 14_000, bit_depth=8, colour_type=0, rows=None)
+
+
+def test_raised_budget_overrules_pillows_bomb_limit():
+    # With a budget of 500 Mpx the header passes our check, so what stops this file must be that its data
+    # is missing (the truncation check), not a size limit Pillow applies on its own.
+    assert 14_000 * 15_000 > 2 * 89_478_485
+    with pytest.raises(CorruptFileError, match=r"claims 14000 x 15000 pixels but holds only \d+ bytes"):
+        read_micrograph(HEADER_210_MPX, max_pixels=500_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's default, not changed by reading
+
+
+def test_default_budget_refuses_the_210_mpx_header():
+    with pytest.raises(ImageTooLargeError, match=r"14000 x 15000 pixels .* = 210,000,000 px, over the bud"):
+        read_micrograph(HEADER_210_MPX)
+
+
 def test_png_over_our_budget_but_under_pillows_limit_is_refused_from_the_header():
     header_only = raw_png(12_000, 10_000, bit_depth=8, colour_type=0, rows=None)  # 120 Mpx
     with pytest.raises(ImageTooLargeError, match=r"10000 x 12000 pixels .* = 120,000,000 px"):
@@ -109,6 +127,37 @@ def test_random_bytes(rng):
 def test_unsupported_formats_are_named(head, named):
     data = head if head is not None else encode_pil(Image.new("RGB", (16, 16)), "ICO")
     with pytest.raises(UnsupportedFormatError, match=named) as info:
+        read_micrograph(data)
+    assert "Supported: PNG, JPEG, BMP, TIFF" in str(info.value)
+
+
+def _gif() -> bytes:
+    return encode_pil(Image.new("L", (4, 4), 9), "GIF")
+
+
+def _webp() -> bytes:
+    return encode_pil(Image.new("RGB", (4, 4)), "WEBP", lossless=True)
+
+
+def _tga() -> bytes:
+    return encode_pil(Image.new("L", (4, 4), 9), "TGA")
+
+
+@pytest.mark.parametrize(
+    ("make", "pillow_format", "error", "message"),
+    [
+        (_gif, "GIF", UnsupportedFormatError, "This file is GIF, which microcnn does not read"),
+        (_webp, "WEBP", UnsupportedFormatError, r"This file is RIFF \(WebP/AVI\)"),
+        # TGA has no magic bytes: not recognised, although Pillow would decode it
+        (_tga, "TGA", UnsupportedFormatError, "not a recognised image format"),
+    ],
+    ids=["gif", "webp", "tga"],
+)
+def test_formats_pillow_decodes_but_we_do_not_allow_are_refused(make, pillow_format, error, message):
+    data = make()
+    with Image.open(io.BytesIO(data)) as im:  # the premise: Pillow itself would open this file
+        assert im.format == pillow_format
+    with pytest.raises(error, match=message) as info:
         read_micrograph(data)
     assert "Supported: PNG, JPEG, BMP, TIFF" in str(info.value)
 
