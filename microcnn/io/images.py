@@ -96,8 +96,10 @@ def read_micrograph(
     saved as RGB) into (H, W) with no loss and keeps true colour as (H, W, 3); ``as_gray=True`` gives the
     luminance of skimage.color.rgb2gray (ITU-R BT.709: 0.2125 R + 0.7154 G + 0.0721 B); ``as_gray=False``
     keeps the channels. An alpha channel is always dropped and ``meta["alpha_dropped"]`` is True.
-    ``meta["gray_rule"]`` records which rule turned colour into gray. Palette images give intensities
-    (the palette is applied); EXIF orientation is applied (PNG/JPEG).
+    ``meta["gray_rule"]`` records which rule turned colour into gray. Palette images (PNG, BMP, TIFF)
+    give intensities: the palette is applied (``meta["palette_applied"]``), then the colour rule. The
+    orientation tag is applied (EXIF 0x0112 in PNG/JPEG, the same tag 274 in TIFF), so pixels are in
+    display orientation (``meta["exif_orientation_applied"]`` holds the value 2..8 when it changed them).
 
     Returns:
         Micrograph with pixels (H, W) or (H, W, 3) float32 in [0, 1], pixel_size_um (µm or None),
@@ -340,17 +342,75 @@ def _read_tiff(fh: BinaryIO, *, page: int, max_pixels: int, max_pages: int) -> d
             size, source = pixel_size_from_tiff_tags(tags, imagej=tif.imagej_metadata)
         except Exception:
             size, source = None, None
-    if axes == "SYX":  # planar configuration: samples first
-        array = np.moveaxis(array, 0, -1)
-    bits = tpage.bitspersample
+        array, bits, extra = _tiff_pixels(tpage, array, axes)
     return {
         "array": array,
-        "bit_depth": bits if isinstance(bits, int) else array.dtype.itemsize * 8,
+        "bit_depth": bits,
         "n_pages": n_pages,
         "pixel_size_um": size,
         "pixel_size_source": source,
         "instrument": instrument_summary(tags),
+        "extra": extra,
     }
+
+
+def _tiff_pixels(tpage: Any, array: np.ndarray, axes: str) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """Decoded samples of a TIFF page -> (H, W[, C]) intensities in display orientation, bit depth, meta.
+
+    Planar (SYX) samples are moved last; a palette page gives its colours (the colormap applied, see
+    :func:`_apply_colormap`); the Orientation tag (274, the same tag as EXIF 0x0112) is applied.
+    """
+    if axes == "SYX":  # planar configuration: samples first
+        array = np.moveaxis(array, 0, -1)
+    bits = tpage.bitspersample
+    bits = bits if isinstance(bits, int) else array.dtype.itemsize * 8
+    extra: dict[str, Any] = {}
+    if int(tpage.photometric) == PHOTOMETRIC_PALETTE:
+        array = _apply_colormap(array, tpage.colormap)
+        bits, extra["palette_applied"] = array.dtype.itemsize * 8, True
+    orientation = int(tpage.tags.valueof(274, 1) or 1)
+    if orientation in _ORIENT:
+        array, extra["exif_orientation_applied"] = _ORIENT[orientation](array), orientation
+    return array, bits, extra
+
+
+PHOTOMETRIC_PALETTE = 3  # TIFF 6.0, PhotometricInterpretation "RGB Palette"
+
+
+def _apply_colormap(indices: np.ndarray, colormap: Any) -> np.ndarray:
+    """Palette indices (H, W) -> colours (H, W, 3) through the TIFF colormap (3, 2**bits).
+
+    TIFF 6.0 stores colormap entries as 16-bit (0..65535), so the colours are uint16 and later scaled by
+    65535. Some writers store 8-bit entries (all <= 255) instead; those are taken as uint8 (scaled by 255),
+    the rule tifffile itself used for ``asrgb``.
+    """
+    cmap = np.asarray(colormap) if colormap is not None else np.zeros((0, 0))
+    if cmap.ndim != 2 or cmap.shape[0] != 3 or indices.ndim != 2 or indices.dtype.kind != "u":
+        raise CorruptFileError(
+            f"This palette TIFF has a damaged colormap (shape {cmap.shape}) or non-index samples "
+            f"({indices.dtype}, shape {indices.shape}); re-export it as gray or RGB."
+        )
+    if indices.size and int(indices.max()) >= cmap.shape[1]:
+        raise CorruptFileError(
+            f"This palette TIFF uses colour index {int(indices.max())} but its colormap has only "
+            f"{cmap.shape[1]} entries; the file is damaged. Re-export it as gray or RGB."
+        )
+    cmap = cmap.astype(np.uint8) if int(cmap.max(initial=0)) <= 255 else cmap.astype(np.uint16)
+    return np.moveaxis(cmap[:, indices], 0, -1)
+
+
+# Orientation tag value (TIFF 274 = EXIF 0x0112) -> stored raster to display raster, on (rows, cols[, C]).
+# Same mapping as PIL.ImageOps.exif_transpose: 2 mirror, 3 rotate 180, 4 flip, 5 transpose,
+# 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, k=-1),
+    7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+    8: lambda a: np.rot90(a, k=1),
+}
 
 
 def _count_pages(tif: Any, *, max_pages: int) -> int:

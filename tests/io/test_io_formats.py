@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from microcnn.io.images import GRAY_RULE_EQUAL, GRAY_RULE_LUMINANCE, read_micrograph
 from microcnn.io.micrograph import Micrograph
@@ -52,6 +52,35 @@ def test_palette_png_gives_intensities_not_indices():
     assert m.meta["palette_applied"] is True and m.shape == (1, 3)
 
 
+def _colormap(entries: list[tuple[int, int, int]], *, scale: int = 257) -> np.ndarray:
+    """A TIFF colormap (3, 256): entry i = entries[i] in 8-bit terms, stored as 16-bit (x 257) by default."""
+    cmap = np.zeros((3, 256), np.uint16)
+    for i, rgb in enumerate(entries):
+        cmap[:, i] = np.array(rgb) * scale
+    return cmap
+
+
+@pytest.mark.parametrize("scale", [257, 1], ids=["16-bit-entries", "8-bit-entries"])
+def test_palette_tiff_gives_intensities_not_indices(scale):
+    # TIFF 6.0 colormaps hold 16-bit entries: gray 200 of 255 is stored as 200 * 257 = 51400 of 65535.
+    # Some writers store 8-bit entries (all <= 255); both must give the same intensities.
+    cmap = _colormap([(200, 200, 200), (100, 100, 100), (30, 30, 30)], scale=scale)
+    data = encode_tiff(np.array([[0, 1, 2]], np.uint8), photometric="palette", colormap=cmap)
+    m = read_micrograph(data)
+    np.testing.assert_allclose(m.pixels, [[200 / 255, 100 / 255, 30 / 255]], rtol=1e-6)
+    assert m.shape == (1, 3) and m.meta["palette_applied"] is True
+    assert m.meta["gray_rule"] == GRAY_RULE_EQUAL  # gray palette: R = G = B, one channel kept
+
+
+def test_colour_palette_tiff_follows_the_colour_rule():
+    cmap = _colormap([(255, 0, 0), (0, 0, 255)])
+    data = encode_tiff(np.array([[0, 1]], np.uint8), photometric="palette", colormap=cmap)
+    np.testing.assert_allclose(read_micrograph(data).pixels, [[[1, 0, 0], [0, 0, 1]]], atol=1e-7)
+    gray = read_micrograph(data, as_gray=True)
+    np.testing.assert_allclose(gray.pixels, [[0.2125, 0.0721]], rtol=1e-4)  # BT.709 weights of R and B
+    assert gray.meta["gray_rule"] == GRAY_RULE_LUMINANCE
+
+
 def test_equal_rgba_channels_become_gray_and_alpha_is_dropped():
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., :3] = np.array([[10, 20], [30, 40]], np.uint8)[..., None]
@@ -91,6 +120,42 @@ def test_exif_orientation_is_applied():
     m = read_micrograph(encode_pil(Image.fromarray(stored), "PNG", exif=exif))
     np.testing.assert_array_equal(m.pixels, np.rot90(stored, k=-1) / 255.0)
     assert m.meta["exif_orientation_applied"] == 6
+
+
+STORED = np.array([[0, 1, 2], [3, 4, 5]], np.uint8)  # 2 rows x 3 cols, every pixel distinct
+
+
+def test_tiff_orientation_6_is_rotated_90_clockwise():
+    # Orientation 6: the stored row 0 is the display's right column, stored column 0 the top row. Rotating
+    # [[0 1 2] / [3 4 5]] 90° clockwise by hand: the left column read upwards (3, 0) becomes the top row.
+    m = read_micrograph(encode_tiff(STORED * 50, extratags=[(274, "H", 1, 6, True)]))
+    assert m.shape == (3, 2)
+    np.testing.assert_allclose(m.pixels, np.array([[3, 0], [4, 1], [5, 2]]) * 50 / 255.0, rtol=1e-6)
+    assert m.meta["exif_orientation_applied"] == 6
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_matches_pillows_exif_transpose(orientation):
+    # Pillow's ImageOps.exif_transpose is an independent implementation of the same tag (EXIF 0x0112 is
+    # TIFF tag 274): both must give the same display raster for all eight values.
+    im = Image.fromarray(STORED)
+    im.getexif()[0x0112] = orientation
+    expected = np.asarray(ImageOps.exif_transpose(im))
+    m = read_micrograph(encode_tiff(STORED, extratags=[(274, "H", 1, orientation, True)]))
+    np.testing.assert_array_equal(np.rint(m.pixels * 255), expected)
+    assert m.meta.get("exif_orientation_applied", 1) == orientation
+
+
+def test_jpeg_exif_orientation_is_applied():
+    # Stored 16 x 32: a dark left half (40) and a bright right half (200). EXIF 6 (rotate 90° clockwise):
+    # display is 32 x 16 with the stored left half at the top and the right half at the bottom.
+    stored = np.kron(np.array([[40, 200]], np.uint8), np.ones((16, 16), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    m = read_micrograph(encode_pil(Image.fromarray(stored), "JPEG", quality=95, exif=exif))
+    assert m.shape == (32, 16) and m.meta["exif_orientation_applied"] == 6
+    expected = np.vstack([np.full((16, 16), 40), np.full((16, 16), 200)]) / 255.0
+    np.testing.assert_allclose(m.pixels, expected, atol=4 / 255)  # lossy codec: a few grey levels
 
 
 def test_jpeg_reads_close_to_stored_values():
