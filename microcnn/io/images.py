@@ -466,8 +466,11 @@ def scale_intensities(array: np.ndarray) -> tuple[np.ndarray, list[float] | None
     if low >= 0.0 and high <= 1.0:
         return array.astype(np.float32), None
     span = high - low
-    scaled = (array - low) / span if span > 0 else np.zeros_like(array)
-    return scaled.astype(np.float32), [low, high]
+    if span <= 0:
+        return np.zeros(array.shape, np.float32), [low, high]
+    # a span wider than float32 can hold (values near +-3.4e38) would overflow to inf: work in float64 then
+    work = array.astype(np.float64) if span > float(np.finfo(np.float32).max) else array
+    return np.clip((work - low) / span, 0.0, 1.0).astype(np.float32), [low, high]
 
 
 def _check_finite(array: np.ndarray) -> None:

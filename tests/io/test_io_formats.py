@@ -232,3 +232,45 @@ def test_sources_path_bytes_and_file_object(kind, write):
 def test_decoder_is_chosen_by_content_not_extension(write):
     path = write("really_a_jpeg.png", encode_pil(np.full((8, 8), 90, np.uint8), "JPEG"))
     assert read_micrograph(path).meta["format"] == "jpeg"
+
+
+def test_dm4_through_rosettasciio_reader(monkeypatch):
+    # RosettaSciIO reads DM3/DM4 but cannot write them (rsciio/digitalmicrograph/specifications.yaml:
+    # "writes: False"), and no other library writes DM files, so no real DM file can be made here.
+    # Instead the rsciio reader that microcnn/io/dm.py calls is replaced by one returning what rsciio
+    # returns for a calibrated 1 x 2 uint16 image: a list of signal dicts with a lazy (dask) array and
+    # the DM calibration as axis dicts (here 2 nm per pixel).
+    rsciio_dm = pytest.importorskip("rsciio.digitalmicrograph")
+    dask_array = pytest.importorskip("dask.array")
+    calls = []
+
+    def file_reader(filename, lazy=False, **kwargs):
+        calls.append({"filename": filename, "lazy": lazy})
+        axis = {"offset": 0.0, "scale": 2.0, "units": "nm", "navigate": False}
+        return [
+            {
+                "data": dask_array.from_array(np.array([[0, 65535]], np.uint16)),
+                "axes": [
+                    {"name": "y", "size": 1, "index_in_array": 0, **axis},
+                    {"name": "x", "size": 2, "index_in_array": 1, **axis},
+                ],
+                "metadata": {"General": {"title": "spot1"}, "Signal": {"signal_type": ""}},
+                "original_metadata": {},
+            }
+        ]
+
+    monkeypatch.setattr(rsciio_dm, "file_reader", file_reader)
+    m = read_micrograph(b"\x00\x00\x00\x04" + bytes(60))  # DM4 magic: version 4 as big-endian int32
+    np.testing.assert_array_equal(m.pixels, [[0.0, 1.0]])
+    assert m.pixel_size_um == pytest.approx(0.002)  # 2 nm = 0.002 µm
+    assert (m.meta["format"], m.meta["pixel_size_source"]) == ("dm", "dm")
+    assert (m.source_dtype, m.bit_depth) == ("uint16", 16)
+    assert calls and calls[0]["lazy"] is True  # lazy: the budget is checked before the data is read
+
+
+def test_float32_extremes_are_scaled_without_overflow():
+    # min-max scaling of [-3.4e38, 0, 3.4e38]: the span (6.8e38) exceeds float32, so by hand 0 -> 0.5
+    top = float(np.finfo(np.float32).max)
+    m = read_micrograph(encode_tiff(np.array([[-top, 0.0, top]], np.float32)))
+    np.testing.assert_allclose(m.pixels, [[0.0, 0.5, 1.0]], atol=1e-7)
+    assert m.meta["value_range"] == [-top, top]
