@@ -2,8 +2,11 @@
 
 A spec is what the YAML config holds, e.g. ``[{"name": "HorizontalFlip", "p": 0.5}, {"name": "CLAHE"}]``:
 albumentations class names with their keyword arguments. Names and arguments are checked with a "did you
-mean" error. Image and mask always go through one call; masks are resampled by nearest neighbour only
-(``Compose(mask_interpolation=cv2.INTER_NEAREST)``) and padded with 255 ("not labelled").
+mean" error; "CLAHE" builds :class:`microcnn.data.clahe.PreciseCLAHE` (A.CLAHE's arguments, but 16-bit
+data are equalised at 16-bit precision, not squeezed to 8 bits). Image and mask always go through one
+call; masks are resampled by nearest neighbour only (``Compose(mask_interpolation=cv2.INTER_NEAREST)``
+overrides every transform's own setting; a spec asking for another one gets a warning) and padded with
+255 ("not labelled").
 
 Input images are float32 in [0, 1] (what ``read_micrograph`` gives: 16-bit data divided by 65535, never
 squeezed to 8 bits); raw uint8/uint16 arrays are accepted and scaled by their dtype maximum. Unless the spec
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +60,15 @@ def default_augmentations() -> list[dict[str, Any]]:
 def _transform_classes() -> dict[str, type]:
     import albumentations as A
 
-    return {
+    classes = {
         name: obj
         for name, obj in vars(A).items()
         if inspect.isclass(obj) and issubclass(obj, A.BasicTransform) and not name.startswith("_")
     }
+    from microcnn.data.clahe import PreciseCLAHE
+
+    classes["CLAHE"] = PreciseCLAHE  # spec name "CLAHE": A.CLAHE would squeeze 16-bit data to 8 bits
+    return classes
 
 
 def _build_one(entry: dict[str, Any], classes: dict[str, type]) -> Any:
@@ -78,6 +86,13 @@ def _build_one(entry: dict[str, Any], classes: dict[str, type]) -> Any:
                 f"Augmentation {name} has no argument '{key}'.{suggest(key, list(params))} "
                 f"Arguments: {', '.join(p for p in params if p != 'self')}."
             )
+    if kwargs.get("mask_interpolation", 0) != 0:
+        warnings.warn(
+            f"Augmentation {name}: mask_interpolation={kwargs['mask_interpolation']} is overridden; masks "
+            "are resampled by nearest neighbour only (class indices must not be blended). Remove the key.",
+            UserWarning,
+            stacklevel=3,
+        )
     if "fill_mask" in params and "fill_mask" not in kwargs:
         kwargs["fill_mask"] = IGNORE_INDEX  # a border that a transform invents is "not labelled", not class 0
     if name == "Normalize" and "max_pixel_value" not in kwargs:
@@ -210,9 +225,10 @@ def save_pipeline(transform: Transform, path: str | Path) -> Path:
 
 def load_pipeline(path: str | Path) -> Transform:
     """Rebuild a pipeline written by :func:`save_pipeline` (``A.from_dict``)."""
-    import warnings
-
     import albumentations as A
+    import cv2
+
+    import microcnn.data.clahe  # noqa: F401  registers PreciseCLAHE, which saved pipelines may name
 
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -225,4 +241,5 @@ def load_pipeline(path: str | Path) -> Transform:
         raise ConfigError(
             f"Cannot load augmentation pipeline '{path}': {exc}. Save it with save_pipeline()."
         ) from None
+    compose.set_mask_interpolation(cv2.INTER_NEAREST)  # A.to_dict does not record Compose's own setting
     return Transform(compose, train=bool(payload.get("train")), patch_size=payload.get("patch_size"))

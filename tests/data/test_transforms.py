@@ -54,18 +54,91 @@ def test_pipeline_property(data, patch):
     assert torch.equal(evaluated["mask"], torch.as_tensor(mask, dtype=torch.int64))
 
 
-def test_masks_resampled_nearest_only():
-    # A bilinear resampling of a {0, 10} mask would create values between 0 and 10.
+def test_masks_resampled_nearest_only_even_when_a_spec_asks_for_linear():
+    # A linear resampling of a {0, 10} mask would create values between 0 and 10 at the edge, so each entry
+    # asks for linear mask interpolation (cv2.INTER_LINEAR = 1): the pipeline must still use nearest.
     mask = np.zeros((40, 40), np.uint8)
     mask[:, 20:] = 10
     spec = [
-        {"name": "Affine", "scale": [1.3, 1.7], "rotate": [20, 40], "p": 1.0},
-        {"name": "RandomResizedCrop", "size": [33, 33], "scale": [0.3, 0.6], "p": 1.0},
+        {"name": "Affine", "scale": [1.3, 1.7], "rotate": [20, 40], "mask_interpolation": 1, "p": 1.0},
+        {
+            "name": "RandomResizedCrop",
+            "size": [33, 33],
+            "scale": [0.3, 0.6],
+            "mask_interpolation": 1,
+            "p": 1.0,
+        },
     ]
-    t = build_transforms(spec, train=True, seed=0)
+    with pytest.warns(
+        UserWarning, match="mask_interpolation=1 is overridden; masks are resampled by nearest"
+    ):
+        t = build_transforms(spec, train=True, seed=0)
     for _ in range(5):
         out = t({"image": np.zeros((40, 40), np.float32), "mask": mask})
         assert set(out["mask"].unique().tolist()) <= {0, 10, 255}
+
+
+def test_linear_mask_interpolation_would_blend_classes():
+    # The control for the test above: albumentations itself, with the linear setting honoured, does create
+    # values between the classes, so the test above can fail.
+    import albumentations as A
+
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 20:] = 10
+    linear = A.Compose([A.Affine(scale=(1.3, 1.7), rotate=(20, 40), mask_interpolation=1, p=1.0)], seed=0)
+    values = set(np.unique(linear(image=np.zeros((40, 40), np.float32), mask=mask)["mask"]).tolist())
+    assert values - {0, 10}
+
+
+def test_default_augmentations_are_the_micrograph_defaults():
+    # The issue's list: flips, rot90, random crop/scale, brightness/contrast, gamma, Gaussian noise, blur,
+    # CLAHE, by their albumentations names.
+    spec = default_augmentations()
+    names = {entry["name"] for entry in spec}
+    expected = {
+        "HorizontalFlip",
+        "VerticalFlip",
+        "RandomRotate90",
+        "Affine",  # random scale
+        "RandomBrightnessContrast",
+        "RandomGamma",
+        "GaussNoise",
+        "GaussianBlur",
+        "CLAHE",
+    }
+    assert expected <= names
+    scale = next(entry["scale"] for entry in spec if entry["name"] == "Affine")
+    assert min(scale) < 1 < max(scale)
+    # the random crop comes with patch_size, ahead of the spec
+    built = build_transforms(spec, train=True, patch_size=32, seed=0).compose.transforms
+    assert [type(x).__name__ for x in built[:2]] == ["PadIfNeeded", "RandomCrop"]
+
+
+def test_clahe_keeps_16_bit_levels_distinct():
+    # A 16-bit image spanning the full range (a ramp 0..65535) with a block of the levels 256..259.
+    # albumentations' own CLAHE squeezes to 8 bits: 256..259 / 65535 * 255 all round to 1 and merge.
+    import albumentations as A
+
+    image = np.tile(np.linspace(0, 65535, 64), (64, 1)).astype(np.uint16)
+    image[30:32, 30:32] = [[256, 257], [258, 259]]
+    spec = [{"name": "CLAHE", "clip_limit": 2.0, "p": 1.0}, {"name": "Normalize", "mean": 0.0, "std": 1.0}]
+    out = build_transforms(spec, train=True, seed=0)({"image": image})["image"][0, 30:32, 30:32].numpy()
+    assert len(np.unique(out)) == 4
+    squeezed = A.CLAHE(clip_limit=2.0, p=1.0)(image=image.astype(np.float32) / 65535)["image"][30:32, 30:32]
+    assert len(np.unique(squeezed)) == 1  # the bug this guards against
+
+
+def test_clahe_on_8_bit_data_equals_albumentations():
+    import albumentations as A
+
+    image = np.random.default_rng(0).integers(0, 256, (48, 48)).astype(np.float32) / 255
+    spec = [
+        {"name": "CLAHE", "clip_limit": [3.0, 3.0], "p": 1.0},
+        {"name": "Normalize", "mean": 0.0, "std": 1.0},
+    ]
+    ours = build_transforms(spec, train=True, seed=0)({"image": image})["image"][0].numpy()
+    reference = A.CLAHE(clip_limit=(3.0, 3.0), p=1.0)(image=image)["image"]
+    np.testing.assert_array_equal(ours, reference)
 
 
 def test_image_and_mask_share_one_random_draw():
@@ -118,11 +191,18 @@ def test_bad_images_refused():
 
 
 def test_save_load_pipeline_reproduces(tmp_path):
-    t = build_transforms(default_augmentations(), train=True, patch_size=16, seed=5)
+    # CLAHE always applied, on 16-bit-like data, so the saved pipeline must rebuild the 16-bit CLAHE
+    spec = [dict(e, p=1.0) if e["name"] == "CLAHE" else e for e in default_augmentations()]
+    t = build_transforms(spec, train=True, patch_size=16, seed=5)
     loaded = load_pipeline(save_pipeline(t, tmp_path / "pipeline.json"))
-    fresh = build_transforms(default_augmentations(), train=True, patch_size=16, seed=5)
+    fresh = build_transforms(spec, train=True, patch_size=16, seed=5)
     assert loaded.patch_size == 16 and loaded.train
-    image = np.random.default_rng(0).random((30, 30), dtype=np.float32)
+    assert [type(x) for x in loaded.compose.transforms] == [type(x) for x in fresh.compose.transforms]
+    assert loaded.compose.mask_interpolation == 0  # cv2.INTER_NEAREST, also after loading
+    assert all(
+        x.mask_interpolation == 0 for x in loaded.compose.transforms if hasattr(x, "mask_interpolation")
+    )
+    image = np.random.default_rng(0).integers(0, 65536, (30, 30)).astype(np.uint16)
     loaded.reseed(11)
     fresh.reseed(11)
     for _ in range(4):
