@@ -3,54 +3,105 @@ and mask, normalisation, uint16 awareness, name checking, save/load."""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+import tifffile
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from microcnn.data.transforms import build_transforms, default_augmentations, load_pipeline, save_pipeline
 from microcnn.errors import ConfigError
+from microcnn.io.images import read_micrograph
 
-TOP = {np.uint8: 255, np.uint16: 65535}
+TOP = {"uint8": 255, "uint16": 65535}
+MASK_VALUES = [0, 1, 3, 7, 254, 255]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One micrograph to generate: its stored dtype and shape, the values it is made of, its mask values."""
+
+    dtype: str
+    rows: int
+    cols: int
+    rgb: bool
+    values: tuple[float, ...]
+    mask_values: tuple[int, ...]
+    seed: int
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        shape = (self.rows, self.cols, 3) if self.rgb else (self.rows, self.cols)
+        image = rng.choice(np.array(self.values, dtype=self.dtype), size=shape)
+        mask = rng.choice(np.array(self.mask_values, np.uint8), size=(self.rows, self.cols))
+        return image, mask
 
 
 @st.composite
-def image_and_mask(draw):
-    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
-    rows = draw(st.integers(1, 2048))
-    cols = draw(st.integers(1, max(1, min(2048, 300_000 // rows))))  # keep each example small in memory
-    channels = draw(st.sampled_from([None, 3]))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    shape = (rows, cols) if channels is None else (rows, cols, channels)
-    if dtype is np.float32:
-        image = rng.random(shape, dtype=np.float32)
+def cases(draw) -> Case:
+    dtype = draw(st.sampled_from(["uint8", "uint16", "float32"]))
+    if dtype == "float32":  # any finite float32, from -3.4e38 to 3.4e38 and subnormals
+        value = st.floats(allow_nan=False, allow_infinity=False, width=32)
     else:
-        image = rng.integers(0, TOP[dtype] + 1, shape).astype(dtype)
-    values = rng.choice([0, 1, 3, 7, 255], size=draw(st.integers(1, 3)), replace=False)
-    mask = rng.choice(values, size=(rows, cols)).astype(np.uint8)
-    return image, mask, seed
+        value = st.integers(0, TOP[dtype])
+    return Case(
+        dtype=dtype,
+        rows=draw(st.integers(1, 2048)),
+        cols=draw(st.integers(1, 2048)),
+        rgb=draw(st.booleans()),
+        values=tuple(draw(st.lists(value, min_size=1, max_size=6))),
+        mask_values=tuple(draw(st.lists(st.sampled_from(MASK_VALUES), min_size=1, max_size=3, unique=True))),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def _tiff(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image, photometric="rgb" if image.ndim == 3 else "minisblack")
+    return buffer.getvalue()
+
+
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=image_and_mask(), patch=st.sampled_from([None, 1, 17, 64]))
-def test_pipeline_property(data, patch):
-    image, mask, seed = data
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    t = build_transforms(default_augmentations(), train=True, patch_size=patch, seed=seed)
-    out = t({"image": image, "mask": mask, "id": "x"})
+@given(case=cases(), patch=st.sampled_from([None, 1, 17, 64]))
+@example(case=Case("uint8", 1, 1, False, (0, 255), (0,), 0), patch=None)
+@example(case=Case("uint16", 1, 2048, True, (0, 255, 256, 65535), (1, 255), 1), patch=17)
+@example(case=Case("float32", 2048, 1, False, (-F32_MAX, 0.0, 1e-45, F32_MAX), (3, 7), 2), patch=None)
+@example(case=Case("float32", 2048, 2048, True, (-1e30, 0.5, 2.0, 7e37), (0, 1, 254), 3), patch=64)
+def test_pipeline_property(case, patch):
+    """Stored TIFF of any dtype and shape 1x1..2048x2048 -> read_micrograph -> augmentation pipeline:
+    finite float32 of the promised shape; mask values within the input's plus 255 (not labelled)."""
+    image, mask = case.arrays()
+    micrograph = read_micrograph(_tiff(image))
+    pixels = micrograph.pixels
+    # the documented colour rule: RGB with three equal channels becomes gray, true colour stays RGB
+    gray = not case.rgb or (
+        np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
+    )
+    assert pixels.shape == ((case.rows, case.cols) if gray else (case.rows, case.cols, 3))
+    assert pixels.dtype == np.float32 and np.isfinite(pixels).all()
+    assert pixels.min() >= 0.0 and pixels.max() <= 1.0
+    channels = 1 if gray else 3
+    t = build_transforms(default_augmentations(), train=True, patch_size=patch, seed=case.seed)
+    out = t({"image": pixels, "mask": mask, "id": "x"})
     img, m = out["image"], out["mask"]
     assert img.dtype == torch.float32 and m.dtype == torch.int64 and out["id"] == "x"
     assert torch.isfinite(img).all()
     if patch is None:  # RandomRotate90 may swap rows and cols
-        assert tuple(img.shape) in {(channels, *mask.shape), (channels, *mask.shape[::-1])}
+        assert tuple(img.shape) in {(channels, case.rows, case.cols), (channels, case.cols, case.rows)}
     else:
         assert tuple(img.shape) == (channels, patch, patch)
     assert tuple(m.shape) == tuple(img.shape[1:])
-    assert set(m.unique().tolist()) <= set(np.unique(mask).tolist()) | {255}
-    evaluated = build_transforms(default_augmentations(), train=False)({"image": image, "mask": mask})
-    assert tuple(evaluated["image"].shape) == (channels, *mask.shape)
+    assert set(m.unique().tolist()) <= set(case.mask_values) | {255}
+    evaluated = build_transforms(default_augmentations(), train=False)({"image": pixels, "mask": mask})
+    assert tuple(evaluated["image"].shape) == (channels, case.rows, case.cols)
+    assert torch.isfinite(evaluated["image"]).all()
     assert torch.equal(evaluated["mask"], torch.as_tensor(mask, dtype=torch.int64))
 
 
