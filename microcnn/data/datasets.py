@@ -39,7 +39,8 @@ class FolderDataset(Dataset):
         task: "classification" | "segmentation" | "regression"; None = dataset.json "task", else inferred.
         transform: applied to each sample dict (see :func:`microcnn.data.transforms.build_transforms`).
         class_names: class names in index order; default dataset.json, else sorted labels / mask values.
-        target_units: units of the regression targets; default dataset.json "target_units".
+        target_units: units of the regression targets, one per target column (the experiment config's
+            ``data.target_units``); default dataset.json "target_units", else "" (unknown).
         samples_csv: table with sample ids and pixel sizes; default ``<root>/samples.csv`` when present.
         group_column / pixel_size_column: its column names (e.g. "sample_label", "um_per_px").
         as_gray: colour rule of ``read_micrograph`` (None = gray when R = G = B).
@@ -81,7 +82,7 @@ class FolderDataset(Dataset):
             records, self.target_names = folders.regression_records(self.root)
         self.class_names: list[str] = [str(c) for c in names] if names else []
         units = target_units if target_units is not None else meta.get("target_units")
-        self.target_units = [str(u) for u in units] if units else [""] * len(self.target_names)
+        self.target_units = _check_units(units, self.target_names, self.root)
         self.records = _attach_samples_table(
             records, self.root, samples_csv, group_column=group_column, pixel_size_column=pixel_size_column
         )
@@ -121,6 +122,24 @@ class FolderDataset(Dataset):
         if rec.target is not None:
             sample["target"] = np.asarray(rec.target, dtype=np.float32)
         return self.transform(sample) if self.transform else sample
+
+
+def _check_units(units: Sequence[str] | None, names: list[str], root: Path) -> list[str]:
+    """One unit string per target column (config ``data.target_units`` or dataset.json); '' = unknown.
+
+    Only regression folders have target columns; for other tasks the units are kept as given (unused).
+    """
+    if not names:
+        return [str(u) for u in units] if units and not isinstance(units, str) else []
+    if not units:
+        return [""] * len(names)
+    if isinstance(units, str) or len(units) != len(names):
+        raise DatasetError(
+            f"target_units must list one unit per target column of '{root}' ({names}); got {units!r}. "
+            "Set data.target_units in the config (or target_units in dataset.json) to e.g. "
+            f"{['1'] * len(names)}, with '1' for dimensionless targets."
+        )
+    return [str(u) for u in units]
 
 
 def _attach_samples_table(

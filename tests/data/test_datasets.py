@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from microcnn.data.datasets import FolderDataset, indices_of, open_dataset
@@ -62,6 +63,33 @@ def test_regression_targets_and_units(tmp_path):
     assert ds.target_names == ["porosity", "tau"] and ds.target_units == ["1", "1"]
     np.testing.assert_array_equal(ds[0]["target"], np.array([0.25, 1.5], np.float32))
     assert np.isnan(ds[0]["pixel_size_um"])
+
+
+def test_regression_target_units_from_the_experiment_config(tmp_path):
+    # The config declares the units (data.target_units); the engine passes them to the folder dataset.
+    from microcnn.config import load_config
+    from microcnn.engine.data import open_source
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "images" / "s1.png")
+    write_csv(tmp_path / "targets.csv", ["file", "porosity", "d_mean"], [["s1", 0.25, 1.5]])
+    raw = {"task": "regression", "data": {"source": str(tmp_path), "target_units": ["1", "µm"]}}
+    ds = open_source(load_config(raw))
+    assert ds.target_names == ["porosity", "d_mean"] and ds.target_units == ["1", "µm"]
+    raw["data"]["target_units"] = ["1"]  # one unit for two targets
+    with pytest.raises(DatasetError, match=r"one unit per target column .* got \['1'\]"):
+        open_source(load_config(raw))
+
+
+def test_index_tiff_mask(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "images" / "x.png")
+    mask = np.array([[0, 1, 2], [255, 1, 0]], np.uint8)  # class indices, 255 = not labelled
+    tifffile.imwrite(tmp_path / "masks" / "x.tif", mask)
+    s = open_dataset(tmp_path)[0]
+    assert s["mask"].dtype == np.int64
+    np.testing.assert_array_equal(s["mask"], [[0, 1, 2], [255, 1, 0]])
 
 
 def test_colour_mask_with_palette(tmp_path):

@@ -55,6 +55,57 @@ def test_pack_keeps_16_bit_and_labels(tmp_path):
         assert f["images"].dtype == np.uint16
 
 
+def test_pack_round_trip_regression_targets_and_units(tmp_path):
+    root = tmp_path / "reg"
+    (root / "images").mkdir(parents=True)
+    targets = {"s1": (0.25, 1.5), "s2": (0.5, 12.0)}
+    for k, stem in enumerate(targets):
+        Image.fromarray(np.full((3, 4), 10 * k, np.uint8)).save(root / "images" / f"{stem}.png")
+    with (root / "targets.csv").open("w", encoding="utf-8") as fh:
+        fh.write("file,porosity,d_mean\ns1,0.25,1.5\ns2,0.5,12\n")
+    (root / "dataset.json").write_text('{"target_units": ["1", "µm"], "pixel_size_um": 0.05}')
+    out = tmp_path / "reg.h5"
+    assert main(["pack", str(root), str(out)]) == 0
+    ds = open_dataset(out)
+    assert ds.task == "regression"
+    assert (ds.target_names, ds.target_units) == (["porosity", "d_mean"], ["1", "µm"])
+    for i, (stem, values) in enumerate(targets.items()):
+        s = ds[i]
+        assert s["id"] == stem and s["target"].dtype == np.float32
+        np.testing.assert_array_equal(s["target"], np.array(values, np.float32))
+        np.testing.assert_allclose(s["image"], np.full((3, 4), 10 * i / 255), rtol=1e-6)
+        assert s["pixel_size_um"] == pytest.approx(0.05)
+
+
+def test_pack_round_trip_float32_and_rgb_images(tmp_path):
+    # float32 TIFFs in [0, 1] are stored as float32, bit for bit; true-colour PNGs as (N, H, W, 3) uint8.
+    floats = {"f1": np.array([[0.1, 0.25], [0.5, 1 / 3]], np.float32), "f2": np.zeros((2, 2), np.float32)}
+    rgb = {
+        "c1": np.array([[[255, 0, 0], [0, 128, 255]]], np.uint8),
+        "c2": np.array([[[1, 2, 3], [4, 5, 6]]], np.uint8),
+    }
+    for kind, arrays in (("flt", floats), ("rgb", rgb)):
+        for cls, (stem, pixels) in zip(("a", "b"), arrays.items(), strict=True):
+            (tmp_path / kind / cls).mkdir(parents=True)
+            if kind == "flt":
+                tifffile.imwrite(tmp_path / kind / cls / f"{stem}.tif", pixels)
+            else:
+                Image.fromarray(pixels).save(tmp_path / kind / cls / f"{stem}.png")
+        out = tmp_path / f"{kind}.h5"
+        assert main(["pack", str(tmp_path / kind), str(out), "--task", "classification"]) == 0
+        ds = open_dataset(out)
+        for i, pixels in enumerate(arrays.values()):
+            s = ds[i]
+            assert s["label"] == i
+            if kind == "flt":
+                np.testing.assert_array_equal(s["image"], pixels)
+            else:
+                np.testing.assert_allclose(s["image"], pixels / 255.0, rtol=1e-6)
+        with h5py.File(out, "r") as f:
+            expected = ((2, 2, 2), np.float32) if kind == "flt" else ((2, 1, 2, 3), np.uint8)
+            assert (f["images"].shape, f["images"].dtype) == expected
+
+
 def test_inspect_reports_and_flags_incomplete(seg_folder, tmp_path, capsys):
     out = tmp_path / "seg.h5"
     main(["pack", str(seg_folder["root"]), str(out)])
