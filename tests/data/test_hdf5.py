@@ -176,3 +176,44 @@ def test_reader_pickles_without_handle(tmp_path):
         clone.read(3)
     reader.close()
     clone.close()
+
+
+def _single_index(selection, n: int) -> bool:
+    """True when an h5py selection (what Dataset.__getitem__ receives) covers exactly one row along N."""
+    first = selection[0] if isinstance(selection, tuple) and selection else selection
+    if isinstance(first, int | np.integer):
+        return True
+    if isinstance(first, slice):
+        return len(range(*first.indices(n))) == 1
+    return False  # (), Ellipsis, a list or an array of indices: more than one image, or all of them
+
+
+def test_iterating_an_archive_reads_one_image_per_access(tmp_path, monkeypatch):
+    # "Nothing loads a whole archive into memory": every read of /images and /masks while iterating an
+    # H5Dataset (directly and through a DataLoader) must select a single image index.
+    import torch
+
+    from microcnn.data.datasets import H5Dataset
+
+    n, rng = 50, np.random.default_rng(0)
+    images = [rng.integers(0, 256, (4 + i % 5, 6 + i % 3), dtype=np.uint8) for i in range(n)]
+    masks = [rng.integers(0, 3, im.shape).astype(np.uint8) for im in images]
+    path = _seg_archive(tmp_path / "many.h5", images, masks, image_shape=(8, 8))
+    reads: list[tuple[str, object]] = []
+    original = h5py.Dataset.__getitem__
+
+    def recording(self, args, *rest, **kwargs):
+        reads.append((self.name, args))
+        return original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording)
+    ds = H5Dataset(path)
+    for i in range(n):
+        np.testing.assert_array_equal(ds[i]["mask"], masks[i])
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, shuffle=True, num_workers=0)
+    assert sum(1 for _ in loader) == n
+    for key in ("/images", "/masks"):
+        selections = [args for name, args in reads if name == key]
+        assert len(selections) == 2 * n  # one read per sample, per pass
+        wide = [args for args in selections if not _single_index(args, n)]
+        assert not wide, f"{key} read with selections covering several images: {wide[:3]}"
