@@ -12,7 +12,8 @@ job.json           start() / stop(): ``state`` ("running" | "stopped"), pid, sta
 train.log          the training process: stdout + stderr (tqdm lines, errors)
 exit_code          the job's shell after ``microcnn train`` returns: its exit status
 metrics.csv        the trainer, one row per epoch (read for live curves)
-model.safetensors  the trainer: best weights + card metadata (then listed on the Models page)
+model.safetensors  the trainer: best weights + card metadata (then listed on the Models page); the
+                   Models page may rename it (any one ``*.safetensors`` in the folder is the model)
 =================  ==========================================================================
 
 The process is ``/bin/sh -c '"$0" -m microcnn train "$1" --run-dir "$2"; echo $? > "$3"'`` started with
@@ -58,6 +59,7 @@ class Job:
     epochs_done: int
     epochs_total: int
     exit_code: int | None = None
+    model_file: str | None = None  # the weights file in the run folder (model.safetensors, or renamed)
 
     @property
     def running(self) -> bool:
@@ -193,12 +195,22 @@ def _exit_code(run_dir: Path) -> int | None:
         return None
 
 
+def model_file(run_dir: Path) -> Path | None:
+    """The run's weights: model.safetensors, else the one ``*.safetensors`` the user renamed it to."""
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL).is_file():
+        return run_dir / MODEL
+    found = sorted(p for p in run_dir.glob("*.safetensors") if p.is_file() and not p.is_symlink())
+    return found[0] if found else None
+
+
 def status(run_dir: Path) -> Job:
     """The job's state from its files (see the module docstring)."""
     run_dir = Path(run_dir)
     info = read_job(run_dir)
     pid = info.get("pid")
     code = _exit_code(run_dir)
+    weights = model_file(run_dir)
     if is_alive(pid, info.get("start_ticks")):
         state = "running"
     elif info.get("state") == "stopped":
@@ -206,7 +218,7 @@ def status(run_dir: Path) -> Job:
     elif code is None:
         state = "interrupted"
     else:
-        state = "finished" if code == 0 and (run_dir / MODEL).is_file() else "failed"
+        state = "finished" if code == 0 and weights is not None else "failed"
     return Job(
         name=run_dir.name,
         run_dir=run_dir,
@@ -216,6 +228,7 @@ def status(run_dir: Path) -> Job:
         epochs_done=epochs_done(run_dir),
         epochs_total=int(info.get("epochs", 0) or 0),
         exit_code=code,
+        model_file=weights.name if weights is not None else None,
     )
 
 

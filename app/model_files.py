@@ -5,6 +5,10 @@ is named by its path relative to the project folder, e.g. ``runs/exp1/model.safe
 that comes from the browser goes through :func:`resolve`, which refuses absolute paths, ``..`` and
 anything that does not end inside those folders as an existing ``.safetensors`` file. Cards are read from
 the safetensors header (``safe_open(...).metadata()``): no tensor is loaded, nothing is unpickled.
+
+The default models that ship with microcnn (``DEFAULT_MODELS`` in data/models/, built by ``make models`` from
+configs/models/) are read-only here: :func:`rename` and :func:`delete` refuse them, so only the user's own
+files (trained runs, their own exports) can be renamed or deleted from the app.
 """
 
 from __future__ import annotations
@@ -19,10 +23,17 @@ from microcnn.errors import ModelFileError
 
 SUFFIX = ".safetensors"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
+# The committed default models (data/models/NAME.safetensors; configs/models/NAME.card.yaml, `make models`).
+DEFAULT_MODELS = ("morphology_classifier", "nasa_gamma_prime", "phase_segmenter", "property_regressor")
+RUN_MODEL = "model.safetensors"  # the file name the trainer writes in runs/<run>/
 
 
 class UnsafeModelPathError(ModelFileError):
     """A model name from the user points outside the models folders or is not a plain file name."""
+
+
+class ProtectedModelError(ModelFileError):
+    """A default model (data/models/) was asked to be renamed or deleted."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,36 @@ def resolve(project: Path, name: str) -> Path:
     return path
 
 
+def label(name: str) -> str:
+    """Short name of a model for results: the run for runs/<run>/model.safetensors, else the file stem.
+
+    Example:
+        >>> label("data/models/phase_segmenter.safetensors"), label("runs/exp1/model.safetensors")
+        ('phase_segmenter', 'exp1')
+        >>> label("runs/exp1/steel_v2.safetensors")
+        'exp1/steel_v2'
+    """
+    path = PurePosixPath(str(name))
+    if len(path.parts) == 3 and path.parts[0] == "runs":
+        return path.parent.name if path.name == RUN_MODEL else f"{path.parent.name}/{path.stem}"
+    return path.stem if path.suffix == SUFFIX else path.name
+
+
+def is_default(project: Path, path: Path) -> bool:
+    """True for a committed default model: ``<project>/data/models/<one of DEFAULT_MODELS>.safetensors``."""
+    folder = (Path(project).resolve() / "data" / "models").resolve()
+    return Path(path).parent.resolve() == folder and Path(path).stem in DEFAULT_MODELS
+
+
+def _refuse_default(project: Path, path: Path, action: str) -> None:
+    if is_default(project, path):
+        raise ProtectedModelError(
+            f"{path.name} is one of the default models in data/models/ ({', '.join(DEFAULT_MODELS)}); "
+            f"the app does not {action} them (`make models` rebuilds them). Only your own models "
+            "(runs/<run>/, your exports) can be renamed or deleted here."
+        )
+
+
 def read_card(path: Path) -> dict[str, Any]:
     """The model card: the safetensors metadata with JSON values decoded (strings stay strings).
 
@@ -115,8 +156,13 @@ def markdown_card(path: Path, *, max_bytes: int = 200_000) -> str | None:
 
 
 def rename(project: Path, name: str, new_stem: str) -> Path:
-    """Rename model ``name`` to ``new_stem`` + .safetensors in the same folder; returns the new path."""
+    """Rename model ``name`` to ``new_stem`` + .safetensors in the same folder; returns the new path.
+
+    Default models are refused (ProtectedModelError); a renamed run model is still that run's model
+    (app/jobs.py accepts any single ``.safetensors`` file in the run folder).
+    """
     path = resolve(project, name)
+    _refuse_default(project, path, "rename")
     stem = new_stem.strip().removesuffix(SUFFIX)
     if not NAME_RE.match(stem) or ".." in stem:
         raise UnsafeModelPathError(
@@ -133,8 +179,9 @@ def rename(project: Path, name: str, new_stem: str) -> Path:
 
 
 def delete(project: Path, name: str) -> None:
-    """Delete model ``name`` (after :func:`resolve` accepted it) and its NAME.md card."""
+    """Delete model ``name`` (after :func:`resolve` accepted it) and its NAME.md card; not a default."""
     path = resolve(project, name)
+    _refuse_default(project, path, "delete")
     if markdown_card(path) is not None:
         path.with_suffix(".md").unlink()
     path.unlink()

@@ -3,7 +3,8 @@
 Lists ``*.safetensors`` in data/models/ and runs/<run>/ of the project folder. The card is the markdown file
 next to the weights (``NAME.md``, written by ``microcnn.cards.export_run``) when there is one; the file's
 safetensors metadata (no tensors loaded, nothing unpickled) is shown below it. Names typed or chosen in the
-browser never leave those folders (app/model_files.resolve).
+browser never leave those folders (app/model_files.resolve). The default models (model_files.DEFAULT_MODELS
+in data/models/) cannot be renamed or deleted here; the user's own files can.
 """
 
 from __future__ import annotations
@@ -91,15 +92,23 @@ with views.friendly_errors("Reading the model card"):
     )
 
 with st.expander("Rename or delete"):
-    new_name = st.text_input("New file name (without .safetensors)", key="models.new_name")
+    protected = model_files.is_default(project, project / choice)  # choice: a name from the list above
+    if protected:
+        st.info(
+            "This is a default model shipped in data/models/ (rebuilt by `make models`): it cannot be "
+            "renamed or deleted here. Your own models (runs/<run>/, your exports) can."
+        )
+    new_name = st.text_input(
+        "New file name (without .safetensors)", key="models.new_name", disabled=protected
+    )
     col_rename, col_delete = st.columns(2)
-    if col_rename.button("Rename", key="models.rename") and new_name:
+    if col_rename.button("Rename", key="models.rename", disabled=protected) and new_name:
         with views.friendly_errors("Rename"):
             target = model_files.rename(project, choice, new_name)
             st.session_state[state.KEYS.models_message] = f"Renamed {choice} to {target.name}."
             st.rerun()
-    confirm = col_delete.checkbox("Yes, delete this file", key="models.confirm_delete")
-    if col_delete.button("Delete", key="models.delete", disabled=not confirm):
+    confirm = col_delete.checkbox("Yes, delete this file", key="models.confirm_delete", disabled=protected)
+    if col_delete.button("Delete", key="models.delete", disabled=protected or not confirm):
         with views.friendly_errors("Delete"):
             model_files.delete(project, choice)
             st.session_state[state.KEYS.models_message] = f"Deleted {choice}."

@@ -159,7 +159,7 @@ def show_job(run_dir: Path, was_running: bool) -> None:
         st.session_state[K.train_message] = f"Stopped '{stopped.name}': {stopped.state}."
         st.rerun(scope="app")
     if job.state == "finished":
-        st.success(f"Model saved: runs/{job.name}/{jobs.MODEL} (see the Models and Analyze pages).")
+        st.success(f"Model saved: runs/{job.name}/{job.model_file} (see the Models and Analyze pages).")
     with st.expander("Log", expanded=job.state in ("failed", "interrupted")):
         st.code(jobs.log_tail(run_dir) or "(empty)", language=None)
 

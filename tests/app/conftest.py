@@ -38,3 +38,29 @@ def new_session(project: Path) -> Callable[[str], AppTest]:
         return at
 
     return make
+
+
+@pytest.fixture
+def media(monkeypatch: pytest.MonkeyPatch) -> Callable[[AppTest, str], bytes]:
+    """media(at, key) -> the bytes that the download button ``key`` serves (recorded as the app stores them).
+
+    AppTest keeps media files in a throw-away in-memory store per run; this records what goes in, by id.
+    """
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stored: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):  # type: ignore[no-untyped-def]
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        data = path_or_data if isinstance(path_or_data, bytes) else Path(path_or_data).read_bytes()
+        stored[file_id] = data
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+
+    def served(at: AppTest, key: str) -> bytes:
+        (button,) = [b for b in at.get("download_button") if b.key == key]
+        return stored[Path(button.proto.url).stem]
+
+    return served

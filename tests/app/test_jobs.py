@@ -28,14 +28,14 @@ def dead_pid() -> int:
 
 
 def fake_run(tmp_path: Path, *, pid: int, state: str = "running", exit_code: str | None = None,
-             model: bool = False, epochs_rows: int = 0) -> Path:  # fmt: skip
+             model: str | None = None, epochs_rows: int = 0) -> Path:  # fmt: skip
     run = tmp_path / "runs" / "r1"
     run.mkdir(parents=True)
     (run / jobs.JOB_FILE).write_text(json.dumps({"pid": pid, "state": state, "epochs": 5, "started_at": "t"}))
     if exit_code is not None:
         (run / jobs.EXIT_FILE).write_text(exit_code + "\n")
     if model:
-        (run / jobs.MODEL).write_bytes(b"weights")
+        (run / model).write_bytes(b"weights")
     rows = "".join(f"{e + 1},{e},0.1,1.0,1.0\n" for e in range(epochs_rows))
     (run / jobs.METRICS).write_text("epoch,step,lr,train_loss,val_loss\n" + rows)
     return run
@@ -44,19 +44,22 @@ def fake_run(tmp_path: Path, *, pid: int, state: str = "running", exit_code: str
 @pytest.mark.parametrize(
     ("state", "exit_code", "model", "expected"),
     [
-        ("running", "0", True, "finished"),
-        ("running", "0", False, "failed"),  # exit 0 but no weights: nothing to use
-        ("running", "1", False, "failed"),
-        ("running", None, False, "interrupted"),  # killed from outside: no exit status written
-        ("stopped", None, False, "stopped"),
+        ("running", "0", jobs.MODEL, "finished"),
+        ("running", "0", "steel_v2.safetensors", "finished"),  # renamed on the Models page: still the model
+        ("running", "0", None, "failed"),  # exit 0 but no weights: nothing to use
+        ("running", "0", "notes.txt", "failed"),
+        ("running", "1", None, "failed"),
+        ("running", None, None, "interrupted"),  # killed from outside: no exit status written
+        ("stopped", None, None, "stopped"),
     ],
 )
 def test_state_of_a_finished_process_comes_from_its_files(
-    tmp_path: Path, state: str, exit_code: str | None, model: bool, expected: str
+    tmp_path: Path, state: str, exit_code: str | None, model: str | None, expected: str
 ) -> None:
     run = fake_run(tmp_path, pid=dead_pid(), state=state, exit_code=exit_code, model=model, epochs_rows=3)
     job = jobs.status(run)
     assert (job.state, job.epochs_done, job.epochs_total) == (expected, 3, 5)
+    assert job.model_file == (model if expected == "finished" else None)
 
 
 def test_a_live_process_is_running_but_a_reused_pid_is_not(tmp_path: Path) -> None:

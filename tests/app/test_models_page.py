@@ -91,20 +91,78 @@ def test_rename_refuses_folder_parts(project: Path, new_name: str) -> None:
     assert (project / "data" / "models" / "m.safetensors").exists()
 
 
-def test_page_shows_card_renames_and_deletes(project: Path, new_session) -> None:
-    write_model(project / "runs" / "exp1" / "model.safetensors")
+def finished_job(run_dir: Path) -> None:
+    """The files a finished training job leaves in its run folder (app/jobs.py), its process long gone."""
+    import subprocess
+
+    import jobs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run_dir / jobs.JOB_FILE).write_text(json.dumps({"pid": gone.pid, "state": "running", "epochs": 1}))
+    (run_dir / jobs.EXIT_FILE).write_text("0\n")
+
+
+def test_page_shows_card_downloads_renames_and_deletes(project: Path, new_session, media) -> None:
+    path = write_model(project / "runs" / "exp1" / "model.safetensors")
+    finished_job(path.parent)
     at = new_session("models")
     assert not at.exception
     shown = at.dataframe[1].value
     assert dict(zip(shown["field"], shown["value"]))["task"] == "segmentation"
+    assert media(at, "models.download") == path.read_bytes()  # the weights, byte for byte
     at.text_input(key="models.new_name").input("steel_v2")
     at.button(key="models.rename").click().run()
     assert (project / "runs" / "exp1" / "steel_v2.safetensors").exists()
     assert any("Renamed" in s.value for s in at.success)
+
+    train = new_session("train")  # the renamed weights are still the run's model: the job stays "finished"
+    assert any("exp1" in m.value and "finished" in m.value for m in train.markdown)
+    assert any("Model saved: runs/exp1/steel_v2.safetensors" in s.value for s in train.success)
+
     at.checkbox(key="models.confirm_delete").check().run()
     at.button(key="models.delete").click().run()
     assert not (project / "runs" / "exp1" / "steel_v2.safetensors").exists()
     assert any("No model files" in i.value for i in at.info)
+
+
+def test_default_models_are_protected(project: Path, new_session) -> None:
+    from .helpers import copy_default_model
+
+    name = copy_default_model(project, "phase_segmenter")
+    write_model(project / "data" / "models" / "my_export.safetensors")  # the user's own export
+    at = new_session("models")
+    at.selectbox(key="models.choice").select(name).run()
+    assert any("default model" in i.value and "cannot be renamed or deleted" in i.value for i in at.info)
+    assert at.button(key="models.rename").disabled and at.button(key="models.delete").disabled
+    for action in (lambda: model_files.rename(project, name, "x"), lambda: model_files.delete(project, name)):
+        with pytest.raises(model_files.ProtectedModelError, match="default models"):
+            action()
+    assert (project / name).is_file() and (project / name).with_suffix(".md").is_file()
+    at.selectbox(key="models.choice").select("data/models/my_export.safetensors").run()
+    assert not at.button(key="models.rename").disabled  # the user's own file in data/models/ is not
+    at.checkbox(key="models.confirm_delete").check().run()
+    at.button(key="models.delete").click().run()
+    assert not (project / "data" / "models" / "my_export.safetensors").exists()
+
+
+def test_the_protected_defaults_are_the_models_that_make_models_builds() -> None:
+    from .helpers import REPO
+
+    configs = {p.name.removesuffix(".card.yaml") for p in (REPO / "configs" / "models").glob("*.card.yaml")}
+    assert set(model_files.DEFAULT_MODELS) == configs
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("data/models/phase_segmenter.safetensors", "phase_segmenter"),
+        ("runs/exp1/model.safetensors", "exp1"),
+        ("runs/exp1/steel_v2.safetensors", "exp1/steel_v2"),
+    ],
+)
+def test_model_labels_name_the_model_not_its_folder(name: str, label: str) -> None:
+    assert model_files.label(name) == label
 
 
 def test_page_with_a_corrupt_file_stays_usable(project: Path, new_session) -> None:
@@ -118,8 +176,8 @@ def test_page_with_a_corrupt_file_stays_usable(project: Path, new_session) -> No
 
 
 def test_markdown_card_next_to_the_weights_is_shown_and_travels_on_rename(project: Path, new_session) -> None:
-    path = write_model(project / "data" / "models" / "phase_segmenter.safetensors")
-    path.with_suffix(".md").write_text("# phase_segmenter\n\nMean IoU **0.91** on the held-out split.\n")
+    path = write_model(project / "data" / "models" / "my_segmenter.safetensors")  # the user's own export
+    path.with_suffix(".md").write_text("# my_segmenter\n\nMean IoU **0.91** on the held-out split.\n")
     at = new_session("models")
     assert not at.exception
     assert any("Mean IoU" in m.value for m in at.markdown)
