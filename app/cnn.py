@@ -69,7 +69,13 @@ def fit_channels(image: microcnn.Micrograph, in_channels: int) -> tuple[microcnn
 
 
 def predict(project: Path, name: str, image: microcnn.Micrograph, *, tta: bool) -> tuple[Any, str | None]:
-    """(Segmentation-/Classification-/RegressionResult, note) of ``image`` with model ``name``."""
+    """(Segmentation-/Classification-/RegressionResult, note) of ``image`` with model ``name``.
+
+    ``result.method`` names the architecture and the model, e.g. "unet:phase_segmenter" (see
+    ``model_files.label``).
+    """
+    import model_files
+
     from microcnn.inference.predictor import Predictor
 
     model, meta = load(project, name)
@@ -77,7 +83,7 @@ def predict(project: Path, name: str, image: microcnn.Micrograph, *, tta: bool) 
         (meta.get("preprocessing") or {}).get("in_channels") or getattr(model, "in_channels", 1)
     )
     fitted, note = fit_channels(image, in_channels)
-    predictor = Predictor([model], meta, device="cpu", tta=tta, names=[Path(name).parent.name or name])
+    predictor = Predictor([model], meta, device="cpu", tta=tta, names=[model_files.label(name)])
     return predictor.predict(fitted), note
 
 
@@ -135,9 +141,14 @@ def show_regression(outcome: dict[str, Any]) -> None:
     )
 
 
-def image_level_bundle(result: Any, *, name: str, note: str | None) -> dict[str, Any]:
-    """The session bundle of a classification or regression result (see results_view.analyze)."""
-    report = {"file": name, "microcnn_version": microcnn.__version__, **result.to_dict()}
+def image_level_bundle(
+    result: Any, *, name: str, note: str | None, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """The session bundle of a classification or regression result (see results_view.analyze).
+
+    ``provenance``: file, model file, options, pixel size and its source, info-bar crop (the report's head).
+    """
+    report = {**provenance, **result.to_dict()}
     if isinstance(result, microcnn.ClassificationResult):
         table = {"class": list(result.class_names), "probability": result.probabilities.tolist()}
         if result.std is not None:

@@ -33,26 +33,73 @@ def run_method(image: microcnn.Micrograph, method: str, options: dict[str, Any])
     return CLASSICAL.get(method)(image, **method_options), None
 
 
+def provenance(
+    image: microcnn.Micrograph, method: str, options: dict[str, Any], *, name: str
+) -> dict[str, Any]:
+    """The head of every JSON report: file, method and options, model file, pixel size and its source."""
+    return {
+        "file": name,
+        "microcnn_version": microcnn.__version__,
+        "method_choice": method,
+        "options": options,
+        "model_file": options.get("model") if method == cnn.CNN else None,
+        "pixel_size_um": image.pixel_size_um,
+        "unit": image.unit,
+        "pixel_size_source": image.meta.get("pixel_size_source"),
+        "info_bar_cropped": image.meta.get("info_bar"),
+        "image_shape_px": list(image.shape),
+    }
+
+
+def inputs_of(image: microcnn.Micrograph, method: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """What a result depends on besides the file; compared with the page's settings to spot stale results."""
+    return {
+        "info-bar crop": image.meta.get("info_bar"),
+        "pixel size": (image.pixel_size_um, image.meta.get("pixel_size_source")),
+        "method": method,
+        "method options": dict(options),
+    }
+
+
+def stale_inputs(outcome: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Names of the inputs that changed since ``outcome`` was computed (empty: the result is current)."""
+    stored = outcome.get("inputs", {})
+    return [key for key, value in current.items() if stored.get(key) != value]
+
+
 def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *, name: str) -> dict[str, Any]:
     """Segment / classify / regress ``image`` and quantify it. Returns the session's result bundle.
 
     ``options`` are the method's keyword arguments plus an optional "particle_class" for quantify; for a
-    CNN: {"model": name relative to the project folder, "tta": bool}.
+    CNN: {"model": name relative to the project folder, "tta": bool}. The bundle keeps the analysed image
+    and its inputs (``inputs_of``) so a later change of the settings marks it stale, and the download
+    files, built once here (not on every rerun).
     """
+    result, note = run_method(image, method, options)
+    head = provenance(image, method, options, name=name)
+    common = {"cnn_model": head["model_file"], "image": image, "inputs": inputs_of(image, method, options)}
+    if not isinstance(result, microcnn.SegmentationResult):
+        outcome = {**cnn.image_level_bundle(result, name=name, note=note, provenance=head), **common}
+    else:
+        outcome = {**segmentation_bundle(result, image, options, head=head, note=note), **common}
+    outcome["downloads"] = download_files(outcome)
+    return outcome
+
+
+def segmentation_bundle(
+    result: Any,
+    image: microcnn.Micrograph,
+    options: dict[str, Any],
+    *,
+    head: dict[str, Any],
+    note: str | None,
+) -> dict[str, Any]:
+    """Quantify a SegmentationResult (fractions with bootstrap CI, objects, sizes) into the session bundle."""
     from microcnn.analysis import quantify
 
-    result, note = run_method(image, method, options)
-    model = options["model"] if method == cnn.CNN else None
-    if not isinstance(result, microcnn.SegmentationResult):
-        return {**cnn.image_level_bundle(result, name=name, note=note), "cnn_model": model}
     rep = quantify(result, particle_class=options.get("particle_class"), rng=SEED)
     report = {
-        "file": name,
-        "microcnn_version": microcnn.__version__,
-        "options": options,
-        "pixel_size_source": image.meta.get("pixel_size_source"),
-        "info_bar_cropped": image.meta.get("info_bar"),
-        "image_shape_px": list(image.shape),
+        **head,
         "phase_fraction_ci": {"method": "bootstrap over tiles", "seed": SEED},
         **rep.to_dict(),
         "segmentation": result.to_dict(),
@@ -60,8 +107,7 @@ def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *,
     objects = rep.objects if rep.objects is not None else pd.DataFrame()
     return {
         "kind": "segmentation",
-        "cnn_model": model,
-        "name": name,
+        "name": head["file"],
         "pixels": image.pixels,
         "mask": np.asarray(result.mask),
         "class_names": list(result.class_names),
@@ -76,6 +122,24 @@ def analyze(image: microcnn.Micrograph, method: str, options: dict[str, Any], *,
     }
 
 
+def download_files(outcome: dict[str, Any]) -> dict[str, bytes | str]:
+    """The files offered for download, built once per result: JSON report; mask PNG and CSV for masks."""
+    files: dict[str, bytes | str] = {"json": report_json(outcome)}
+    if outcome["kind"] == "segmentation":
+        files["mask"] = views.png_bytes(outcome["mask"].astype(np.uint8))
+        files["csv"] = outcome["objects"].to_csv(index=False)
+    return files
+
+
+def overlay_for(outcome: dict[str, Any], opacity: float) -> tuple[np.ndarray, bytes]:
+    """(overlay image, its PNG bytes) at ``opacity``; cached in the result, rebuilt only when it changes."""
+    cached = outcome.get("overlay")
+    if cached is None or cached[0] != opacity:
+        over = views.overlay(outcome["pixels"], outcome["mask"], opacity=opacity)
+        cached = outcome["overlay"] = (opacity, over, views.png_bytes(over))
+    return cached[1], cached[2]
+
+
 def report_json(outcome: dict[str, Any]) -> str:
     """The JSON report: every number with its unit, the method and options, the pixel size and its source."""
     from microcnn.analysis.results import jsonable
@@ -84,8 +148,17 @@ def report_json(outcome: dict[str, Any]) -> str:
     return json.dumps(jsonable(jsonable(outcome["report"])), indent=2, ensure_ascii=False, allow_nan=False)
 
 
-def show(outcome: dict[str, Any]) -> None:
-    """Segmentation: overlay, fractions, sizes, uncertainty, downloads; classification / regression views."""
+def show(outcome: dict[str, Any], current: dict[str, Any] | None = None) -> None:
+    """Segmentation: overlay, fractions, sizes, uncertainty, downloads; classification / regression views.
+
+    ``current``: the page's inputs now (``inputs_of``); when they differ from the result's, it is stale.
+    """
+    changed = stale_inputs(outcome, current) if current is not None else []
+    if changed:
+        st.warning(
+            f"Stale results: the {', '.join(changed)} changed since they were computed. They (and their "
+            "downloads) still describe the earlier settings; press Analyze to update them."
+        )
     kind = outcome.get("kind", "segmentation")
     for note in outcome["notes"] if kind != "segmentation" else []:
         st.caption(note)
@@ -98,7 +171,7 @@ def show(outcome: dict[str, Any]) -> None:
         return
     stem = outcome["name"].rsplit(".", 1)[0]
     st.download_button(
-        "JSON report", report_json(outcome), f"{stem}_report.json", "application/json", key="dl.json"
+        "JSON report", outcome["downloads"]["json"], f"{stem}_report.json", "application/json", key="dl.json"
     )
 
 
@@ -106,7 +179,7 @@ def show_segmentation(outcome: dict[str, Any]) -> None:
     """Overlay with opacity and legend, phase fractions with CI, size histogram + table, downloads."""
     st.subheader(f"Results: {outcome['report']['method']} (lengths in {outcome['unit']})")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="analyze.opacity")
-    over = views.overlay(outcome["pixels"], outcome["mask"], opacity=opacity)
+    over, over_png = overlay_for(outcome, opacity)
     st.image(over, caption=f"{outcome['name']}: phase map over the image")
     st.markdown(views.legend_markdown(outcome["class_names"]), unsafe_allow_html=True)
     st.markdown("**Phase fractions** (area fraction, 95 % confidence interval)")
@@ -117,7 +190,7 @@ def show_segmentation(outcome: dict[str, Any]) -> None:
             st.plotly_chart(
                 cnn.heatmap_figure(outcome["uncertainty"], "std of p(predicted class)"), key="analyze.std_map"
             )
-    downloads(outcome, over)
+    downloads(outcome, over_png)
 
 
 def show_sizes(outcome: dict[str, Any]) -> None:
@@ -146,26 +219,14 @@ def show_sizes(outcome: dict[str, Any]) -> None:
         st.dataframe(objects, hide_index=True, key="analyze.objects")
 
 
-def downloads(outcome: dict[str, Any], over: np.ndarray) -> None:
+def downloads(outcome: dict[str, Any], over_png: bytes) -> None:
+    """The four download buttons; their bytes were built once (``download_files``, ``overlay_for``)."""
     stem = outcome["name"].rsplit(".", 1)[0]
+    files = outcome["downloads"]
     cols = st.columns(4)
-    cols[0].download_button(
-        "Mask PNG",
-        views.png_bytes(outcome["mask"].astype(np.uint8)),
-        f"{stem}_mask.png",
-        "image/png",
-        key="dl.mask",
-    )
-    cols[1].download_button(
-        "Overlay PNG", views.png_bytes(over), f"{stem}_overlay.png", "image/png", key="dl.overlay"
-    )
-    cols[2].download_button(
-        "Particles CSV",
-        outcome["objects"].to_csv(index=False),
-        f"{stem}_particles.csv",
-        "text/csv",
-        key="dl.csv",
-    )
+    cols[0].download_button("Mask PNG", files["mask"], f"{stem}_mask.png", "image/png", key="dl.mask")
+    cols[1].download_button("Overlay PNG", over_png, f"{stem}_overlay.png", "image/png", key="dl.overlay")
+    cols[2].download_button("Particles CSV", files["csv"], f"{stem}_particles.csv", "text/csv", key="dl.csv")
     cols[3].download_button(
-        "JSON report", report_json(outcome), f"{stem}_report.json", "application/json", key="dl.json"
+        "JSON report", files["json"], f"{stem}_report.json", "application/json", key="dl.json"
     )

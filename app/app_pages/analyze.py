@@ -195,7 +195,8 @@ def classical_options(name: str) -> dict[str, Any]:
 
 
 def grad_cam_section(file_id: str, image: microcnn.Micrograph, model: str, outcome: dict) -> None:
-    """On request: Grad-CAM of one class / output of the CNN over the image."""
+    """On request: Grad-CAM of one class / output of the CNN over ``image``, the image that was analysed
+    (the result's own, so the map and the mask cover the same pixels even after the settings changed)."""
     from microcnn.analysis.explain import CAM_METHODS
 
     with st.expander("Grad-CAM: where did the model look?"):
@@ -217,7 +218,8 @@ def grad_cam_section(file_id: str, image: microcnn.Micrograph, model: str, outco
         view = st.session_state[K.cnn_views].get(file_id)
         if view is not None:
             left, right = st.columns(2)
-            left.image(views.to_display(image.pixels), caption="image")
+            caption = f"analysed image ({image.width}×{image.height} px)"
+            left.image(views.to_display(image.pixels), caption=caption)
             right.plotly_chart(
                 cnn.heatmap_figure(view["heat"], view["label"], scale="inferno"), key="analyze.cam"
             )
@@ -256,6 +258,6 @@ with right:
     if outcome is None:
         st.image(views.to_display(image.pixels), caption=f"{name} ({image.unit})")
     else:
-        results_view.show(outcome)
+        results_view.show(outcome, results_view.inputs_of(image, method, options))
         if outcome.get("cnn_model"):
-            grad_cam_section(file_id, image, outcome["cnn_model"], outcome)
+            grad_cam_section(file_id, outcome["image"], outcome["cnn_model"], outcome)

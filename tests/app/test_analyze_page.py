@@ -1,18 +1,40 @@
-"""Analyze page: 16-bit TIFF upload, pixel size, bad files, session isolation, results and downloads."""
+"""Analyze page: 16-bit TIFF upload, pixel size (metadata, typed, scale bar), info bar, bad files, session
+isolation, classical results against hand counts, overlay, downloads and stale results."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
-from .app_images import tiff16, two_phase_image
+from .app_images import disc_image, three_phase_image, tiff16, two_phase_image, with_info_bar
+from .helpers import array, chart
+
+SQUARE_D_PX = np.sqrt(4 * 144 / np.pi)  # equivalent diameter of a 12x12 px square: sqrt(4A/π)
 
 
 def upload(at, name: str, data: bytes, mime: str = "image/tiff"):
     at.file_uploader(key="analyze.uploader").upload(name, data, mime).run()
     return at
+
+
+def run_analysis(at, method: str = "otsu"):
+    at.radio(key="analyze.method").set_value(method)
+    at.button(key="analyze.run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return next(iter(at.session_state["analyze.results"].values()))
+
+
+def analyzed(new_session, method: str = "otsu", image: np.ndarray | None = None):
+    pytest.importorskip("microcnn.analysis.classical", reason="the classical methods have not landed yet")
+    image = two_phase_image() if image is None else image
+    at = upload(new_session(), "steel.tif", tiff16(image, resolution_px_per_um=4.0))
+    return at, run_analysis(at, method)
 
 
 def test_16bit_tiff_is_read_with_its_bit_depth_and_pixel_size(new_session) -> None:
@@ -24,9 +46,15 @@ def test_16bit_tiff_is_read_with_its_bit_depth_and_pixel_size(new_session) -> No
     assert "0.25 µm/px" in " ".join(c.value for c in at.caption)
 
 
-def test_typed_pixel_size_overrides(new_session) -> None:
-    at = upload(new_session(), "steel.tif", tiff16(two_phase_image()))
-    assert at.radio(key="analyze.pixel_source").options[0] == "Type it"  # no metadata -> typed first
+def test_typed_pixel_size_scales_the_diameters(new_session) -> None:
+    at = upload(new_session(), "steel.tif", tiff16(two_phase_image()))  # no metadata: typed comes first
+    assert at.radio(key="analyze.pixel_source").value == "Type it"
+    at.number_input(key="analyze.pixel_um").set_value(0.37)
+    outcome = run_analysis(at)
+    # hand: diameter_px x pixel size
+    assert outcome["objects"]["equivalent_diameter_um"].tolist() == pytest.approx([SQUARE_D_PX * 0.37] * 4)
+    assert outcome["report"]["pixel_size_um"] == pytest.approx(0.37)
+    assert outcome["report"]["pixel_size_source"] == "typed"
 
 
 @pytest.mark.parametrize(
@@ -66,45 +94,109 @@ def test_two_sessions_do_not_share_uploads(new_session) -> None:
     assert [v[0] for v in first.session_state["analyze.micrographs"].values()] == ["mine.tif"]
 
 
-def analyzed(new_session, method: str = "otsu"):
-    pytest.importorskip("microcnn.analysis.classical", reason="the classical methods have not landed yet")
-    at = upload(new_session(), "steel.tif", tiff16(two_phase_image(), resolution_px_per_um=4.0))
-    at.radio(key="analyze.method").set_value(method)
-    at.button(key="analyze.run").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+def hand_expectations(method: str) -> tuple[np.ndarray, list[float], float]:
+    """(image, phase fractions, total particle area in px) by counting the drawn pixels."""
+    n = 64 * 64
+    if method == "multi_otsu":  # 3 phases; the brightest (two squares) is measured as particles
+        return three_phase_image(), [1 - 576 / n, 288 / n, 288 / n], 288.0
+    if method == "watershed_particles":
+        image, drawn = disc_image()
+        return image, [1 - drawn.sum() / n, drawn.sum() / n], float(drawn.sum())
+    return two_phase_image(), [1 - 576 / n, 576 / n], 576.0
 
 
-def test_otsu_results_fractions_sizes_and_downloads(new_session) -> None:
-    at = analyzed(new_session)
-    fractions = at.dataframe[0].value  # the first table of the results: phase fractions
-    # hand count: four 12x12 squares in 64x64 -> 576 / 4096 bright pixels
-    assert fractions["fraction"].tolist() == pytest.approx([1 - 576 / 4096, 576 / 4096])
-    objects = at.session_state["analyze.results"]
-    outcome = next(iter(objects.values()))
-    table = outcome["objects"]
-    assert len(table) == 4
-    # equivalent diameter of a 144 px² square = sqrt(4·144/π) px, at 0.25 µm/px
-    assert table["equivalent_diameter_um"].tolist() == pytest.approx([np.sqrt(4 * 144 / np.pi) * 0.25] * 4)
-    labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Mask PNG", "Overlay PNG", "Particles CSV", "JSON report"]
+@pytest.mark.parametrize(("method", "count"), [("otsu", 4), ("multi_otsu", 2), ("watershed_particles", 3)])
+def test_classical_methods_against_hand_counts(new_session, method: str, count: int) -> None:
+    image, fractions, particle_px = hand_expectations(method)
+    at, outcome = analyzed(new_session, method, image)
+    table = at.dataframe[0].value  # the first table of the results: phase fractions ± CI
+    assert table["fraction"].tolist() == pytest.approx(fractions)
+    assert table["fraction"].sum() == pytest.approx(1.0)
+    assert (table["ci_low"] <= table["fraction"] + 1e-12).all()
+    assert (table["fraction"] <= table["ci_high"] + 1e-12).all()
+    objects = outcome["objects"]
+    assert len(objects) == count  # watershed splits the two touching discs: 3, where Otsu alone sees 2
+    assert objects["area_um2"].sum() == pytest.approx(particle_px * 0.25**2)  # 0.25 µm/px from the TIFF
+    if method == "watershed_particles":  # the lone disc keeps its drawn area (π·7² rasterised: 145 px)
+        lone = objects.loc[objects["centroid_row_px"] > 32, "equivalent_diameter_um"]
+        assert lone.tolist() == pytest.approx([np.sqrt(4 * 145 / np.pi) * 0.25])
+    histogram = chart(at, "analyze.histogram")["data"][0]
+    np.testing.assert_allclose(np.sort(array(histogram["x"])), np.sort(objects["equivalent_diameter_um"]))
 
 
-def test_json_report_carries_units_method_and_pixel_size(new_session) -> None:
+def test_overlay_legend_and_downloads_are_built_once(new_session, media, monkeypatch) -> None:
     import results_view
+    import views
 
-    at = analyzed(new_session)
-    outcome = next(iter(at.session_state["analyze.results"].values()))
-    report = json.loads(results_view.report_json(outcome))
-    assert report["pixel_size_um"] == 0.25 and report["unit"] == "µm"
-    assert report["method"].startswith("otsu")
+    from microcnn.analysis.render import PALETTE, overlay
+
+    at, outcome = analyzed(new_session)
+    legend = " ".join(m.value for m in at.markdown)
+    for i, name in enumerate(["background", "foreground"]):  # each class next to its palette colour
+        r, g, b = (int(v) for v in PALETTE[i])
+        assert f'rgb({r},{g},{b})"></span>&nbsp;{name}' in legend
+    mask = np.asarray(Image.open(io.BytesIO(media(at, "dl.mask"))))
+    np.testing.assert_array_equal(mask, outcome["mask"])
+    particles = pd.read_csv(io.BytesIO(media(at, "dl.csv")))
+    assert len(particles) == 4
+    assert particles["equivalent_diameter_um"].tolist() == pytest.approx([SQUARE_D_PX * 0.25] * 4)
+    report = json.loads(media(at, "dl.json"))
+    assert report["pixel_size_um"] == 0.25 and report["unit"] == "µm" and report["file"] == "steel.tif"
+    assert report["method"].startswith("otsu") and report["model_file"] is None
     assert report["objects"]["equivalent_diameter"]["unit"] == "µm"
     assert report["pixel_size_source"]
 
+    encoded, png_bytes, report_json = [], views.png_bytes, results_view.report_json
+    monkeypatch.setattr(views, "png_bytes", lambda a: encoded.append(a.shape) or png_bytes(a))
+    monkeypatch.setattr(results_view, "report_json", lambda o: encoded.append("json") or report_json(o))
+    at.run()  # a rerun with nothing changed encodes nothing
+    assert encoded == []
+    at.slider(key="analyze.opacity").set_value(0.75).run()
+    assert encoded == [(64, 64, 3)]  # only the overlay, at its new opacity
+    shown = np.asarray(Image.open(io.BytesIO(media(at, "dl.overlay"))))
+    image = two_phase_image().astype(np.float32) / 65535
+    np.testing.assert_array_equal(shown, overlay(image, outcome["mask"], opacity=0.75))
+    assert not np.array_equal(shown, overlay(image, outcome["mask"], opacity=0.5))
+
+
+def test_info_bar_crop_follows_the_toggle_and_old_results_are_marked(new_session) -> None:
+    pytest.importorskip("microcnn.analysis.classical")
+    image = with_info_bar(two_phase_image(), bar_px=40)  # 74 x 64: rows 64..73 are the bar
+    at = upload(new_session(), "sem.tif", tiff16(image))
+    assert at.toggle(key="analyze.crop").value  # on when a bar is found
+    outcome = run_analysis(at)
+    assert outcome["report"]["info_bar_cropped"] == {"row": 64, "height": 10}
+    assert outcome["report"]["image_shape_px"] == [64, 64] and outcome["mask"].shape == (64, 64)
+    assert at.dataframe[0].value["fraction"].tolist() == pytest.approx([1 - 576 / 4096, 576 / 4096])
+    assert not at.warning
+
+    at.toggle(key="analyze.crop").set_value(False).run()
+    assert any("Stale results" in w.value and "info-bar crop" in w.value for w in at.warning)
+    at.number_input(key="analyze.pixel_um").set_value(0.2).run()
+    assert any("info-bar crop, pixel size" in w.value for w in at.warning)
+    outcome = run_analysis(at)
+    assert not at.warning
+    assert outcome["report"]["info_bar_cropped"] is None
+    assert outcome["report"]["image_shape_px"] == [74, 64] and outcome["mask"].shape == (74, 64)
+    at.radio(key="analyze.method").set_value("multi_otsu").run()
+    assert any("Stale results" in w.value and "method" in w.value for w in at.warning)
+
+
+def test_scale_bar_measurement_gives_the_pixel_size(new_session) -> None:
+    pytest.importorskip("microcnn.analysis.classical")
+    at = upload(new_session(), "sem.tif", tiff16(with_info_bar(two_phase_image(), bar_px=40)))
+    at.radio(key="analyze.pixel_source").set_value("Measure the scale bar").run()
+    assert at.number_input(key="analyze.bar_px").value == 40  # the white line drawn 40 px long
+    at.number_input(key="analyze.bar_um").set_value(10.0)
+    at.number_input(key="analyze.bar_px").set_value(50)  # the user corrects it
+    outcome = run_analysis(at)
+    assert outcome["report"]["pixel_size_um"] == pytest.approx(10.0 / 50)  # bar µm / bar px
+    assert outcome["report"]["pixel_size_source"] == "scale bar"
+    assert outcome["objects"]["equivalent_diameter_um"].tolist() == pytest.approx([SQUARE_D_PX * 0.2] * 4)
+
 
 def test_two_sessions_do_not_share_results(new_session) -> None:
-    first = analyzed(new_session)
+    first, _ = analyzed(new_session)
     second = new_session()
     assert len(first.session_state["analyze.results"]) == 1
     assert second.session_state["analyze.results"] == {}
