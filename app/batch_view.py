@@ -1,4 +1,4 @@
-"""Batch page helpers: a zip of images -> an HDF5 archive, results.h5 -> a table, plots and CSV.
+"""Batch page helpers: a zip or folder of images -> an HDF5 archive, results.h5 -> a table, plots and CSV.
 
 Prediction itself is ``microcnn.inference.batch.predict_archive`` (streaming, resumable, atomic, failed
 items recorded); this module only prepares its input from loose images and reads its output back.
@@ -6,8 +6,9 @@ items recorded); this module only prepares its input from loose images and reads
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 import microcnn
-from microcnn.errors import DatasetError
+from microcnn.errors import (
+    CorruptFileError,
+    DatasetError,
+    ImageTooLargeError,
+    MicrographError,
+    UnsupportedFormatError,
+)
+from microcnn.io.images import check_pixel_budget
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -28,44 +36,145 @@ def image_files(root: Path) -> list[Path]:
     return [p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
+PILLOW_PLUGINS = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}  # magic-byte format -> the one Pillow plugin
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF / TIFF tag 274 values that swap rows and columns on display
+
+
+def header_shape(path: Path) -> tuple[int, int]:
+    """(rows, cols) of an image in display orientation, from its header only (no pixel is decoded).
+
+    The format is chosen by magic bytes (``microcnn.io.images.sniff_format``); PNG, JPEG and BMP headers are
+    read by their Pillow plugin, TIFF by tifffile (first page). Raises MicrographError for a file that is no
+    image we read (the message names the reason).
+    """
+    from microcnn.io.images import sniff_format
+
+    with open(path, "rb") as fh:
+        fmt = sniff_format(fh.read(16))
+    try:
+        if fmt == "tiff":
+            rows, cols, orientation = _tiff_header(path)
+        elif fmt in PILLOW_PLUGINS:
+            rows, cols, orientation = _pillow_header(path, PILLOW_PLUGINS[fmt])
+        else:
+            raise UnsupportedFormatError(f"{fmt.upper()} files are not read in a batch; convert to TIFF.")
+    except MicrographError:
+        raise
+    except Exception as exc:  # any header parser error: the file is damaged or not that format
+        raise CorruptFileError(
+            f"its {fmt.upper()} header cannot be read ({exc}); re-export the image"
+        ) from None
+    return (cols, rows) if orientation in SWAPPING_ORIENTATIONS else (rows, cols)
+
+
+def _tiff_header(path: Path) -> tuple[int, int, int]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        return int(page.imagelength), int(page.imagewidth), int(page.tags.valueof(274, 1) or 1)
+
+
+def _pillow_header(path: Path, plugin: str) -> tuple[int, int, int]:
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():  # Pillow's bomb warning: our own budget below decides
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path, formats=[plugin]) as im:
+                return int(im.height), int(im.width), int(im.getexif().get(0x0112, 1) or 1)
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"its header declares a huge image ({exc})") from None
+
+
+def plan_archive(
+    files: list[Path], root: Path, *, max_pixels: int, max_total_pixels: int
+) -> tuple[list[tuple[Path, tuple[int, int]]], tuple[int, int], list[str]]:
+    """Headers only: (images to pack with their (rows, cols), padded (rows, cols), notes on left-out files).
+
+    An image over ``max_pixels`` is left out (named in the notes). When the padded archive, n x rows x cols
+    with every image padded to the largest, is over ``max_total_pixels``, DatasetError: nothing is decoded.
+    """
+    planned, notes = [], []
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        try:
+            rows, cols = header_shape(path)
+            check_pixel_budget(rows, cols, max_pixels=max_pixels)
+        except MicrographError as exc:
+            notes.append(f"{name} left out: {exc}")
+            continue
+        planned.append((path, (rows, cols)))
+    if not planned:
+        raise DatasetError("None of the images could be read:\n" + "\n".join(notes))
+    padded = (max(s[0] for _, s in planned), max(s[1] for _, s in planned))
+    total = len(planned) * padded[0] * padded[1]
+    if total > max_total_pixels:
+        raise DatasetError(
+            f"The {len(planned)} images make an archive of {len(planned)} x {padded[0]} x {padded[1]} px = "
+            f"{total:,} px (each padded to the largest), over the batch budget of {max_total_pixels:,} px. "
+            "Split them into smaller batches (or group images of one size), or use the CLI "
+            "(`microcnn pack` + `microcnn predict-h5`) for large jobs."
+        )
+    return planned, padded, notes
+
+
 def images_to_archive(
     root: Path,
     out: Path,
     *,
     max_pixels: int,
+    max_total_pixels: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, list[str]]:
     """Write every readable image under ``root`` to an "unlabelled" archive ``out`` (uint16, padded).
 
-    Images that cannot be read are left out and named in the returned notes. Returns (archive, notes).
+    Sizes come from the headers first (:func:`plan_archive`: per-image and total pixel budgets, nothing
+    decoded when the batch is too large); then the images are decoded and written one at a time, so only
+    one is in memory. Images that cannot be read are left out and named in the returned notes.
+    Returns (archive, notes).
     """
     from microcnn.io.hdf5 import ArchiveWriter
 
     files = image_files(root)
     if not files:
-        raise DatasetError(f"The zip holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    good: list[tuple[Path, microcnn.Micrograph]] = []
-    notes = []
-    for path in files:  # a first pass for the padded shape; uploads are capped, so they fit in memory
-        try:
-            good.append((path, microcnn.read_micrograph(path, max_pixels=max_pixels)))
-        except microcnn.MicrographError as exc:
-            notes.append(f"{path.relative_to(root).as_posix()} left out: {exc}")
-    if not good:
-        raise DatasetError("None of the images in the zip could be read:\n" + "\n".join(notes))
-    shapes = {m.pixels.shape[2:] for _, m in good}
-    if len(shapes) > 1:
-        raise DatasetError("The zip mixes gray and colour images; give one kind per batch.")
-    rows = max(m.height for _, m in good)
-    cols = max(m.width for _, m in good)
-    with ArchiveWriter(
-        out, task="unlabelled", image_shape=(rows, cols, *shapes.pop()), image_dtype="uint16"
-    ) as w:
-        for i, (path, m) in enumerate(good):
-            w.append(m.pixels, pixel_size_um=m.pixel_size_um, name=path.relative_to(root).as_posix())
+        raise DatasetError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found in the zip or folder.")
+    planned, padded, notes = plan_archive(
+        files, root, max_pixels=max_pixels, max_total_pixels=max_total_pixels
+    )
+    decoded = _decoded(planned, root, notes)  # a generator: one image in memory at a time
+    first = next(decoded, None)
+    if first is None:
+        raise DatasetError("None of the images could be read:\n" + "\n".join(notes))
+    channels = first[2].pixels.shape[2:]  # the first good image fixes gray or colour
+    shape = (*padded, *channels)
+    with ArchiveWriter(out, task="unlabelled", image_shape=shape, image_dtype="uint16") as writer:
+        for i, name, m in itertools.chain([first], decoded):
+            if m.pixels.shape[2:] != channels:
+                raise DatasetError("The images mix gray and colour; give one kind per batch.")
+            writer.append(m.pixels, pixel_size_um=m.pixel_size_um, name=name)
             if progress is not None:
-                progress(i + 1, len(good))
+                progress(i + 1, len(planned))
     return out, notes
+
+
+def _decoded(
+    planned: list[tuple[Path, tuple[int, int]]], root: Path, notes: list[str]
+) -> Iterator[tuple[int, str, microcnn.Micrograph]]:
+    """(index, name, Micrograph) of each planned image that decodes, one at a time; failures go to notes.
+
+    The pixel budget of each image is the rows x cols its header declared (checked again before decoding).
+    """
+    for i, (path, (rows, cols)) in enumerate(planned):
+        name = path.relative_to(root).as_posix()
+        try:
+            micrograph = microcnn.read_micrograph(path, max_pixels=max(1, rows * cols))
+        except MicrographError as exc:
+            notes.append(f"{name} left out: {exc}")
+            continue
+        yield i, name, micrograph
 
 
 def _attr_list(f: Any, key: str) -> list[str]:

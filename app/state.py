@@ -19,6 +19,9 @@ import streamlit as st
 MAX_UPLOAD_MB = 50
 # Pixel budget per image, checked from the header before decoding (read_micrograph's max_pixels).
 MAX_PIXELS = 40_000_000
+# Pixel budget of one batch of loose images (zip or server folder), padded archive size n x rows x cols,
+# checked from the headers before any image is decoded (app/batch_view.plan_archive). 400 Mpx of uint16.
+MAX_BATCH_PIXELS = 400_000_000
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dm3", "dm4"]
 
 

@@ -1,5 +1,5 @@
-"""Batch page: an HDF5 archive (uploaded or on the server) or a zip of images -> predict_archive -> table,
-distributions, downloads (results.h5, CSV).
+"""Batch page: an HDF5 archive (uploaded or on the server), a zip of images or a folder of images on the
+server -> predict_archive -> table, distributions, downloads (results.h5, CSV).
 
 Uploads go to a temporary folder of this session only; a bad archive gives a friendly message (the batch
 predictor checks the file before any work). Long archives belong to the CLI (``microcnn predict-h5``,
@@ -40,14 +40,11 @@ def work_dir() -> Path:
 
 
 def input_section() -> dict[str, Any] | None:
-    """What the user chose as input: {"kind": "path" | "h5" | "zip", ...}; None until chosen."""
-    source = st.radio(
-        "Input", ["Upload an HDF5 archive", "HDF5 archive on the server", "Upload a zip of images"],
-        horizontal=True, key="batch.source",
-    )  # fmt: skip
-    if source == "HDF5 archive on the server":
-        text = st.text_input("Path of the .h5 archive on the server", key="batch.path")
-        return {"kind": "path", "path": Path(text).expanduser()} if text else None
+    """What the user chose as input: {"kind": "path" | "folder" | "h5" | "zip", ...}; None until chosen."""
+    choices = ["Upload an HDF5 archive", "Archive or image folder on the server", "Upload a zip of images"]
+    source = st.radio("Input", choices, horizontal=True, key="batch.source")
+    if source == choices[1]:
+        return server_source(st.text_input("Path of an .h5 archive or a folder of images", key="batch.path"))
     zipped = source.startswith("Upload a zip")
     upload = st.file_uploader(
         f"{'Zip of images' if zipped else 'HDF5 archive'} (up to {state.MAX_UPLOAD_MB} MB)",
@@ -64,19 +61,43 @@ def input_section() -> dict[str, Any] | None:
     return {"kind": "zip" if zipped else "h5", "upload": upload}
 
 
+def server_source(text: str) -> dict[str, Any] | None:
+    """A path on the server: a folder of images or an .h5 archive; a message when it is neither."""
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if path.is_dir():
+        count = len(batch_view.image_files(path))
+        kinds = ", ".join(batch_view.IMAGE_SUFFIXES)
+        if not count:
+            st.warning(f"The folder '{text}' holds no image files ({kinds}, any depth).")
+            return None
+        st.caption(f"Folder with {count} image file(s) ({kinds}, any depth); packed into an archive first.")
+        return {"kind": "folder", "path": path}
+    if not path.is_file():
+        st.error(f"'{text}' does not exist on the server (give an .h5 archive or a folder of images).")
+        return None
+    return {"kind": "path", "path": path}
+
+
 def materialise(source: dict[str, Any], folder: Path) -> tuple[Path, list[str]]:
-    """The input as an archive file: a server path as is, an upload written to ``folder``, a zip packed."""
+    """The input as an archive file: a server archive as is, an upload written to ``folder``, a zip or a
+    server folder of images packed (headers checked against the batch pixel budget before decoding)."""
     if source["kind"] == "path":
         return source["path"], []
     if source["kind"] == "h5":
         path = folder / "input.h5"
         path.write_bytes(source["upload"].getvalue())
         return path, []
-    root = uploads.unpack_zip(source["upload"].getvalue(), folder / "images")
+    if source["kind"] == "folder":
+        root = source["path"]
+    else:
+        root = uploads.unpack_zip(source["upload"].getvalue(), folder / "images")
     bar = st.progress(0.0, "Packing the images into an archive...")
     return batch_view.images_to_archive(
-        root, folder / "input.h5", max_pixels=state.MAX_PIXELS, progress=lambda d, n: bar.progress(d / n)
-    )
+        root, folder / "input.h5", max_pixels=state.MAX_PIXELS, max_total_pixels=state.MAX_BATCH_PIXELS,
+        progress=lambda d, n: bar.progress(d / n),
+    )  # fmt: skip
 
 
 def run_batch(model: str, source: dict[str, Any], *, tta: bool) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Batch page: a tiny archive (ArchiveWriter) or a zip of images through predict_archive; the table's
-phase fractions equal an independent forward pass; bad archives give a friendly message."""
+"""Batch page: a tiny archive (ArchiveWriter), a zip of images or a server folder of images through
+predict_archive; the table's phase fractions equal an independent forward pass; bad archives and batches
+over the pixel budget give a friendly message; sessions do not see each other's results."""
 
 from __future__ import annotations
 
@@ -75,25 +76,95 @@ def test_uploaded_archive_gives_table_plots_and_downloads(project: Path, new_ses
     assert [b.label for b in at.get("download_button")] == ["results.h5", "results.csv"]
     assert len(at.get("plotly_chart")) == len(SEG_CLASSES)
 
+    other = new_session("batch")  # another browser session sees none of it
+    assert other.session_state["batch.results"] == {}
+    assert not other.get("download_button") and not other.dataframe
 
-def test_zip_of_images_skips_a_bad_file_and_says_so(project: Path, new_session) -> None:
+
+def write_pngs(folder: Path, pictures: list[np.ndarray]) -> Path:
+    """a0.png, a1.png, ... and a broken PNG (signature only) in ``folder``."""
     from PIL import Image
 
-    model = save_model(project, "seg", SPEC, {"task": "segmentation", "class_names": SEG_CLASSES}, seed=3)
-    pictures = images()
+    folder.mkdir(parents=True)
+    for i, image in enumerate(pictures):
+        Image.fromarray(image).save(folder / f"a{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return folder
+
+
+def zipped(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for i, image in enumerate(pictures):
-            png = io.BytesIO()
-            Image.fromarray(image).save(png, format="PNG")
-            archive.writestr(f"batch/a{i}.png", png.getvalue())
-        archive.writestr("batch/broken.png", b"\x89PNG\r\n\x1a\n truncated")
-    at = open_batch(new_session, "Upload a zip of images")
-    at.file_uploader(key="batch.upload").upload("imgs.zip", buffer.getvalue(), "application/zip").run()
+        for path in sorted(folder.iterdir()):
+            archive.writestr(f"batch/{path.name}", path.read_bytes())
+    return buffer.getvalue()
+
+
+def choose_images(at, kind: str, folder: Path) -> None:
+    if kind == "zip":
+        at.radio(key="batch.source").set_value("Upload a zip of images").run()
+        at.file_uploader(key="batch.upload").upload("imgs.zip", zipped(folder), "application/zip").run()
+    else:
+        at.radio(key="batch.source").set_value("Archive or image folder on the server").run()
+        at.text_input(key="batch.path").input(str(folder)).run()
+
+
+@pytest.mark.parametrize("kind", ["zip", "folder"])
+def test_images_skip_a_bad_file_and_say_so(project: Path, new_session, tmp_path: Path, kind: str) -> None:
+    model = save_model(project, "seg", SPEC, {"task": "segmentation", "class_names": SEG_CLASSES}, seed=3)
+    pictures = images()
+    folder = write_pngs(tmp_path / "server_images", pictures)
+    at = open_batch(new_session, "Upload an HDF5 archive")
+    choose_images(at, kind, folder)
     at.button(key="batch.run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     check_fractions(at, model, pictures, ["a0.png", "a1.png"])
     assert any("broken.png left out" in w.value for w in at.warning)
+
+
+def test_a_batch_over_the_pixel_budget_is_refused_before_decoding(
+    project: Path, new_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import state
+
+    import microcnn
+
+    save_model(project, "seg", SPEC, {"task": "segmentation", "class_names": SEG_CLASSES})
+    pictures = [images(1)[0], np.full((16, 48), 90, np.uint8)]  # 32x32 + 16x48 = 1,792 px of images,
+    folder = write_pngs(tmp_path / "big", pictures)  # but padded to 32x48 each: 2 x 1,536 = 3,072 px
+    monkeypatch.setattr(state, "MAX_BATCH_PIXELS", 2_500)
+    decoded = []
+    monkeypatch.setattr(microcnn, "read_micrograph", lambda *a, **k: decoded.append(a) or 1 / 0)
+    at = open_batch(new_session, "Upload an HDF5 archive")
+    choose_images(at, "zip", folder)
+    at.button(key="batch.run").click().run()
+    assert not at.exception
+    assert any("3,072 px" in e.value and "batch budget of 2,500 px" in e.value for e in at.error)
+    assert decoded == []  # refused from the headers alone: no image was decoded
+    assert not at.session_state["batch.results"]
+
+
+def test_images_go_into_the_archive_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import batch_view
+
+    import microcnn
+    from microcnn.io.hdf5 import ArchiveWriter
+    from microcnn.io.hdf5_reader import open_archive
+
+    pictures = images(3)
+    folder = write_pngs(tmp_path / "imgs", pictures)
+    events, read, append = [], microcnn.read_micrograph, ArchiveWriter.append
+    monkeypatch.setattr(microcnn, "read_micrograph", lambda *a, **k: events.append("decode") or read(*a, **k))
+    monkeypatch.setattr(ArchiveWriter, "append", lambda *a, **k: events.append("write") or append(*a, **k))
+    out, notes = batch_view.images_to_archive(
+        folder, tmp_path / "in.h5", max_pixels=10_000, max_total_pixels=10_000
+    )
+    assert events == ["decode", "write"] * 3  # never a second image decoded before the first is written
+    assert [n.split(" left out")[0] for n in notes] == ["broken.png"]
+    with open_archive(out) as archive:
+        for i, image in enumerate(pictures):
+            # uint8 -> uint16 storage (x 257, exact) -> float32 on read: x / 255 to float32 rounding
+            np.testing.assert_allclose(archive.read(i)["image"], image / 255.0, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("data", [b"not an hdf5 file at all", b"\x89HDF\r\n\x1a\n" + b"\0" * 40])
