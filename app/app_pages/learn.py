@@ -67,21 +67,50 @@ def zoo() -> tuple[Any, Any, Any] | None:
 
 
 def model_anatomy() -> None:
+    """Layer table (describe) of a zoo model or a trained checkpoint, with the formulas beside it."""
     st.header("Model anatomy")
     found = zoo()
     if found is None:
         st.info("The layer table needs microcnn.models.describe, which is not part of this build yet.")
         formulas()
         return
-    list_models = found[1]
+    trained = [m.name for m in model_files.list_models(state.project_dir())]
     cols = st.columns(3)
-    name = cols[0].selectbox("Model", list_models(), key="learn.model")
+    name = cols[0].selectbox(
+        "Model", found[1]() + trained, format_func=inside.source_label, key="learn.model"
+    )
     channels = int(cols[1].number_input("Channels", 1, 3, 1, key="learn.channels"))
     size = int(cols[2].number_input("Input size (px)", 16, 512, 64, step=16, key="learn.size"))
-    with views.friendly_errors("Describing the model"):
-        table = describe_table(name, channels, size)
+    table_col, formula_col = st.columns([3, 2])
+    with table_col, views.friendly_errors("Describing the model"):
+        if name.endswith(".safetensors"):
+            table, note = checkpoint_table(name, size)
+            st.caption(note)
+        else:
+            table = describe_table(name, channels, size)
         st.dataframe(table, hide_index=True, key="learn.describe")
-    formulas()
+    with formula_col:
+        formulas()
+
+
+def checkpoint_table(name: str, size: int) -> tuple[pd.DataFrame, str]:
+    """Layer table of trained model ``name`` for its own channels (and fixed input size, if it has one)."""
+    path = model_files.resolve(state.project_dir(), name)
+    return _checkpoint_table(str(path), path.stat().st_mtime_ns, name, size)
+
+
+@st.cache_data(show_spinner="Tracing the layers of the checkpoint...", max_entries=16)
+def _checkpoint_table(path: str, mtime_ns: int, name: str, size: int) -> tuple[pd.DataFrame, str]:
+    """Pure function of the file version (path + mtime). The cached model is shared and describe registers
+    forward hooks, so a private copy is traced."""
+    from microcnn.models.describe import describe
+
+    shared, meta = cnn.load(state.project_dir(), name)
+    channels = int((meta.get("preprocessing") or {}).get("in_channels") or getattr(shared, "in_channels", 1))
+    side = int(getattr(shared, "exact_input_size", None) or size)
+    table = describe(cnn.private_copy(shared), input_shape=(channels, side, side)).to_dataframe()
+    note = f"Trained checkpoint {name}: its own input of {channels}×{side}×{side} (channels × rows × cols)."
+    return table, note
 
 
 @st.cache_data(show_spinner="Building the model and tracing its layers...", max_entries=16)

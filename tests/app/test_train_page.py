@@ -8,7 +8,11 @@ from pathlib import Path
 
 import jobs
 import model_files
+import numpy as np
+import pandas as pd
 import yaml
+
+from .helpers import array, chart
 
 
 def wait_until_done(run_dir: Path, timeout_s: float = 150.0) -> jobs.Job:
@@ -66,14 +70,31 @@ def test_tiny_training_finishes_and_its_model_is_listed(project: Path, new_sessi
     assert dict(zip(shown["field"], shown["value"]))["task"] == "classification"
 
 
-def test_stop_button_stops_a_running_job(project: Path, new_session) -> None:
+def wait_for_epochs(run_dir: Path, n: int, timeout_s: float = 150.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while jobs.status(run_dir).epochs_done < n:
+        assert time.monotonic() < deadline and jobs.status(run_dir).running, jobs.log_tail(run_dir)
+        time.sleep(0.5)
+
+
+def test_a_running_job_survives_a_reload_shows_live_curves_and_stops(project: Path, new_session) -> None:
     at = new_session("train")
     fill_tiny_form(at, name="long", epochs=500)
     at.button(key="train.start").click().run()
     run_dir = project / "runs" / "long"
     assert jobs.status(run_dir).running
-    at.button(key="train.stop").click().run()
-    assert not at.exception
-    job = jobs.status(run_dir)
-    assert job.state == "stopped"
-    assert any("stopped" in m.value for m in at.markdown)
+    wait_for_epochs(run_dir, 1)
+
+    reloaded = new_session("train")  # a page reload: a new session that knows nothing of the job
+    assert not reloaded.exception
+    assert any("**long**" in m.value and "running" in m.value for m in reloaded.markdown)
+    figure = chart(reloaded, "train.curves.long")  # live curves once an epoch is logged
+    logged = pd.read_csv(run_dir / jobs.METRICS)  # read after the page: it may have grown since
+    train_loss = next(t for t in figure["data"] if t["name"] == "train_loss")
+    shown = array(train_loss["y"])
+    assert len(shown) >= 1
+    np.testing.assert_allclose(shown, logged["train_loss"].to_numpy()[: len(shown)])
+    reloaded.button(key="train.stop").click().run()  # Stop works from the new session
+    assert not reloaded.exception
+    assert jobs.status(run_dir).state == "stopped"
+    assert any("**long**" in m.value and "stopped" in m.value for m in reloaded.markdown)
