@@ -13,12 +13,15 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
+SQUARES = ((6, 6), (6, 40), (40, 6), (40, 40))
+
+
 def write_tiff16(path: Path) -> Path:
     """64x64 uint16 TIFF: background 10000 with four bright 12x12 squares (50000), 4 px/µm (ImageJ)."""
     import tifffile
 
     image = np.full((64, 64), 10_000, np.uint16)
-    for r0, c0 in ((6, 6), (6, 40), (40, 6), (40, 40)):
+    for r0, c0 in SQUARES:
         image[r0 : r0 + 12, c0 : c0 + 12] = 50_000
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, image, resolution=(4.0, 4.0), imagej=True, metadata={"unit": "um"})
@@ -28,6 +31,7 @@ def write_tiff16(path: Path) -> Path:
 
 def test_analyze_16bit_tiff_in_the_browser(page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
     pytest.importorskip("microcnn.analysis.classical", reason="the classical methods have not landed yet")
+    from PIL import Image
     from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)
@@ -38,9 +42,26 @@ def test_analyze_16bit_tiff_in_the_browser(page, app_url: str, artifacts: Path, 
     expect(page.get_by_text("uint16 (16-bit)")).to_be_visible()
     page.get_by_role("button", name="Analyze").click()
     expect(page.get_by_text("Phase fractions")).to_be_visible()
-    expect(page.get_by_test_id("stImage").first).to_be_visible()
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-    expect(page.get_by_test_id("stDownloadButton").first).to_be_visible()
+    overlay = page.get_by_test_id("stImage").filter(has_text="steel16.tif: phase map over the image")
+    expect(overlay.get_by_role("img")).to_be_visible()  # the overlay itself, found by its caption
+    fractions = page.get_by_test_id("stDataFrame").first  # drawn on a canvas: its columns are listed
+    fractions.hover()  # by the toolbar's "Show/hide columns" menu
+    fractions.get_by_role("button", name="Show/hide columns").click()
+    for column in ("fraction", "ci_low", "ci_high"):
+        expect(page.get_by_role("checkbox", name=column, exact=True)).to_be_checked()
+    page.keyboard.press("Escape")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Mask PNG").click()
+    download = download_info.value
+    assert download.suggested_filename == "steel16_mask.png"
+    data = Path(download.path()).read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    expected = np.zeros((64, 64), np.uint8)  # Otsu splits the two levels: the squares are class 1
+    for r0, c0 in SQUARES:
+        expected[r0 : r0 + 12, c0 : c0 + 12] = 1
+    with Image.open(io.BytesIO(data)) as mask:
+        assert mask.size == (64, 64)  # (cols, rows) of the uploaded image
+        np.testing.assert_array_equal(np.asarray(mask), expected)
     page.screenshot(path=str(artifacts / "analyze_16bit.png"), full_page=True)
 
 
