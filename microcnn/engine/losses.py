@@ -110,18 +110,20 @@ def dice(*, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0) -> Callable[.
 def focal(
     *, gamma: float = 2.0, class_weights: list[float] | None = None, ignore_index: int = IGNORE_INDEX
 ) -> Callable[..., torch.Tensor]:
-    """Focal loss (Lin et al. 2017): mean of -w_c (1 - p_t)^gamma log p_t over labelled samples/pixels."""
+    """Focal loss (Lin et al. 2017): sum of -w_t (1 - p_t)^gamma log p_t over labelled samples/pixels,
+    divided by the sum of their weights w_t (their count without ``class_weights``), the normalisation of
+    weighted cross-entropy: with gamma = 0 it equals ``F.cross_entropy(weight=class_weights)``."""
 
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(output, dim=1)
-        valid = target != ignore_index
+        valid = (target != ignore_index).to(output.dtype)
         safe = target.clamp(0, output.shape[1] - 1)
         logp_t = logp.gather(1, safe.unsqueeze(1)).squeeze(1)
         per = -((1 - logp_t.exp()) ** gamma) * logp_t
         w = _weights(class_weights, output)
         if w is not None:
-            per = per * w[safe]
-        return (per * valid).sum() / valid.sum().clamp_min(1)
+            valid = valid * w[safe]
+        return (per * valid).sum() / valid.sum().clamp_min(torch.finfo(output.dtype).tiny)
 
     return loss
 

@@ -75,6 +75,44 @@ def test_cross_entropy_options():
     assert float(ignored) == pytest.approx(-math.log(0.75), rel=1e-6)
 
 
+def test_bce_float_multi_label_targets():
+    # sigmoid(0, ln 3, -ln 3) = 0.5, 0.75, 0.25; a soft target 0.5 at p = 0.5 costs ln 2 as well
+    logits, target = torch.tensor([[0.0, LN3, -LN3, 0.0]]), torch.tensor([[1.0, 0.0, 0.0, 0.5]])
+    expected = (math.log(2) + math.log(4) - math.log(0.75) + math.log(2)) / 4
+    assert float(build_loss({"name": "bce"})(logits, target)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_bce_pos_weight_scales_the_positive_term():
+    value = build_loss({"name": "bce", "pos_weight": 2.0})(torch.tensor([[0.0]]), torch.tensor([[1.0]]))
+    assert float(value) == pytest.approx(2 * math.log(2), rel=1e-6)  # 2 * -ln sigmoid(0)
+
+
+def test_bce_ignores_unlabelled_pixels():
+    # 2-channel logits: p(class 1) = sigmoid(l1 - l0); the second pixel is 255 and must not count
+    two = build_loss({"name": "bce"})(_seg([[0.0, LN3], [9.0, -9.0]]), torch.tensor([[[1, 255]]]))
+    assert float(two) == pytest.approx(-math.log(0.75), rel=1e-6)
+    one = build_loss({"name": "bce"})(torch.tensor([[[[LN3, 9.0]]]]), torch.tensor([[[0, 255]]]))
+    assert float(one) == pytest.approx(-math.log(0.25), rel=1e-6)  # 1 channel: sigmoid(ln 3) = 0.75
+
+
+def test_focal_class_weights_are_normalised_like_weighted_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 2, 2, generator=g, dtype=torch.float64)
+    target = torch.tensor([[[2, 255], [0, 1]], [[1, 1], [255, 2]]])
+    weights = [0.2, 1.0, 3.0]
+    focal = build_loss({"name": "focal", "gamma": 0.0, "class_weights": weights})(logits, target)
+    ce = torch.nn.functional.cross_entropy(
+        logits, target, weight=torch.tensor(weights, dtype=torch.float64), ignore_index=255
+    )
+    assert float(focal) == pytest.approx(float(ce), rel=1e-12)
+    # gamma 2 by hand: p = [0.25, 0.75] for both samples, targets 0 and 1, weights 2 and 1
+    two = build_loss({"name": "focal", "gamma": 2.0, "class_weights": [2.0, 1.0]})(
+        torch.cat([P, P]), torch.tensor([0, 1])
+    )
+    expected = (2 * 0.75**2 * -math.log(0.25) + 1 * 0.25**2 * -math.log(0.75)) / 3
+    assert float(two) == pytest.approx(expected, rel=1e-6)
+
+
 def test_focal_with_gamma_zero_is_cross_entropy():
     logits, target = torch.tensor([[0.3, -1.0, 2.0], [1.0, 0.0, 0.5]]), torch.tensor([2, 1])
     focal = build_loss({"name": "focal", "gamma": 0.0})(logits, target)
