@@ -312,24 +312,19 @@ class CVResult:
 def cross_validate(
     cfg: ExperimentConfig,
     *,
-    folds: int = 5,
+    folds: int | None = None,
     run_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> CVResult:
     """k-fold, group-aware cross-validation: one training run per fold in ``run_dir/fold_<i>``.
 
-    Folds come from ``data.split`` when it holds folds, else ``kfold_splits(ids, k, groups, seed)``.
+    Folds come from ``data.split`` when it holds folds (``folds`` must then be None or their number), else
+    ``kfold_splits(ids, k=folds or 5, groups, seed)``.
     """
-    from microcnn.data.splits import kfold_splits, load_split, save_split
-    from microcnn.engine.data import open_source
+    from microcnn.data.splits import save_split
 
-    root = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / f"{cfg.name}-cv{folds}"
-    saved = load_split(cfg.data.split) if cfg.data.split else None
-    if isinstance(saved, list):
-        splits = saved
-    else:
-        dataset = open_source(cfg)
-        splits = kfold_splits(dataset.ids(), k=folds, groups=dataset.groups(), seed=cfg.seed)
+    splits = _cv_splits(cfg, folds)
+    root = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / f"{cfg.name}-cv{len(splits)}"
     root.mkdir(parents=True, exist_ok=True)
     save_split(root / "folds.json", splits, seed=cfg.seed)
     rows = []
@@ -340,8 +335,32 @@ def cross_validate(
     return summarise_folds(rows, root)
 
 
+def _cv_splits(cfg: ExperimentConfig, folds: int | None) -> list[dict[str, list[str]]]:
+    """The folds of ``data.split`` when it holds folds, else ``folds`` (default 5) drawn group-aware."""
+    from microcnn.data.splits import kfold_splits, load_split
+    from microcnn.engine.data import open_source
+
+    saved = load_split(cfg.data.split) if cfg.data.split else None
+    if isinstance(saved, list):
+        if folds is not None and folds != len(saved):
+            raise ConfigError(
+                f"--folds {folds} conflicts with data.split '{cfg.data.split}', which holds {len(saved)} "
+                f"folds. Drop --folds (or give --folds {len(saved)}) to use them, or --set data.split=null "
+                f"to draw {folds} new folds."
+            )
+        return saved
+    if saved is not None:
+        log.warning(
+            "data.split '%s' holds one train/val split, not folds; cross-validation draws its own folds.",
+            cfg.data.split,
+        )
+    dataset = open_source(cfg)
+    return kfold_splits(dataset.ids(), k=folds or 5, groups=dataset.groups(), seed=cfg.seed)
+
+
 def summarise_folds(rows: list[dict[str, float]], root: Path) -> CVResult:
-    """Mean and sample std of each metric over folds; writes ``cv_summary.csv`` into ``root``."""
+    """Mean and sample standard deviation (ddof = 1) of each metric over folds; writes ``cv_summary.csv``
+    into ``root`` (one row per fold, then "mean" and "std (ddof=1)")."""
     from microcnn.engine.report import write_metrics_csv
 
     keys = [k for k in rows[0] if k not in ("fold", "epoch", "step", "lr")]
@@ -351,5 +370,7 @@ def summarise_folds(rows: list[dict[str, float]], root: Path) -> CVResult:
         mean[key] = sum(values) / len(values) if values else math.nan
         var = sum((v - mean[key]) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else math.nan
         std[key] = math.sqrt(var) if math.isfinite(var) else math.nan
-    write_metrics_csv([*rows, {"fold": "mean", **mean}, {"fold": "std", **std}], root / "cv_summary.csv")
+    write_metrics_csv(
+        [*rows, {"fold": "mean", **mean}, {"fold": "std (ddof=1)", **std}], root / "cv_summary.csv"
+    )
     return CVResult(rows, mean, std, root)

@@ -57,6 +57,37 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _hash_file(h: Any, path: Path) -> None:
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+
+
+def data_hash(dataset: Any) -> str:
+    """16 hex digits of SHA-256 over what the model learns from, so the hash changes when the data does.
+
+    A folder: class / target names and, per sample, id, label, target, pixel size, group and the bytes of
+    its image and mask files. An ``.h5`` archive: the bytes of the file. Anything else: names and ids.
+    The location of the data is not part of it (a copied folder keeps its hash).
+    """
+    h = hashlib.sha256()
+    names = [getattr(dataset, "class_names", []), getattr(dataset, "target_names", [])]
+    h.update(json.dumps(names, default=str).encode())
+    records = getattr(dataset, "records", None)
+    path = getattr(dataset, "path", None)
+    if records is not None:
+        for r in records:
+            h.update(json.dumps([r.id, r.label, r.target, r.pixel_size_um, r.group], default=str).encode())
+            for file in (r.image, r.mask):
+                if file is not None:
+                    _hash_file(h, Path(file))
+    elif path is not None and Path(path).is_file():
+        _hash_file(h, Path(path))
+    else:
+        h.update(json.dumps(list(dataset.ids())).encode())
+    return h.hexdigest()[:16]
+
+
 def synthetic_folder(cfg: ExperimentConfig) -> Path:
     """The cache folder of ``data.source: synthetic``, generated when missing (rank 0 only under DDP)."""
     from microcnn.engine.distributed import barrier
@@ -176,7 +207,7 @@ def prepare_data(cfg: ExperimentConfig, *, split: dict[str, list[str]] | None = 
         image_size=image_size,
         pixel_size_um=pixel,
         source=str(cfg.data.source),
-        data_hash=_digest({"source": str(cfg.data.source), "ids": dataset.ids()}),
+        data_hash=data_hash(dataset),
         split_hash=_digest(split),
         labels=_labels(dataset) if cfg.task == "classification" else [],
     )

@@ -47,6 +47,31 @@ def test_metadata_and_filled_model_kwargs(tmp_path):
     assert out["pixel_accuracy"] == pytest.approx(float(tp.sum() / cm.sum()))
 
 
+def test_regression_metadata(tmp_path):
+    normalize = {"name": "Normalize", "mean": 0.5, "std": 0.25}
+    raw = {
+        "task": "regression",
+        "seed": 0,
+        "data": {
+            "synthetic": {"n": 8, "size": 32, "seed": 2, "targets": ["porosity", "tortuosity", "deff_ratio"]},
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "model": {"name": "regressor", "backbone": "tinyvgg", "heteroscedastic": True},
+        "augment": [{"name": "HorizontalFlip", "p": 0.5}, normalize],
+        "loss": {"name": "gaussian_nll"},
+        "train": {"epochs": 1, "batch_size": 4, "max_steps": 1},
+    }
+    result = train(load_config(raw), run_dir=tmp_path / "run")
+    _, meta = load_weights(result.weights)
+    assert meta["task"] == "regression" and meta["class_names"] == []
+    assert meta["target_names"] == ["porosity", "tortuosity", "deff_ratio"]
+    assert meta["target_units"] == ["1", "1", "1"]  # all three are dimensionless
+    assert meta["normalisation"] == normalize
+    assert meta["preprocessing"] == {"in_channels": 1, "patch_size": None, "augment": raw["augment"]}
+    assert meta["model"]["num_targets"] == 3 and len(meta["data_hash"]) == 16
+    assert meta["data_hash"] != meta["split_hash"]
+
+
 def test_workers_do_not_change_the_result(tmp_path):
     """Augmentation is seeded per (seed, epoch, sample): 0 or 2 workers give the same weights."""
     a = train(_cfg(tmp_path), run_dir=tmp_path / "w0")
