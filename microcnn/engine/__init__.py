@@ -22,6 +22,7 @@ _API = {
     "Trainer": "microcnn.engine.trainer",
     "NonFiniteError": "microcnn.engine.trainer",
     "OutOfMemoryFloorError": "microcnn.engine.trainer",
+    "DataLoaderWorkerError": "microcnn.engine.sampling",
     "build_task": "microcnn.engine.tasks",
     "build_loss": "microcnn.engine.losses",
     "build_metrics": "microcnn.engine.metrics",

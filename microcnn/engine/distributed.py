@@ -74,6 +74,16 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def loss_weight(local_n: int, world_size: int, step_n: int) -> float:
+    """Factor for a micro-batch's mean loss: ``local_n * world_size / step_n``.
+
+    ``local_n`` samples of this rank's micro-batch, ``step_n`` samples of the whole optimizer step over all
+    ranks. DDP averages gradients over ranks, so the factors make the step's gradient that of the mean loss
+    over its ``step_n`` samples, whatever the split between micro-batches and ranks.
+    """
+    return local_n * world_size / step_n
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

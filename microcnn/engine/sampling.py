@@ -6,17 +6,28 @@ Written here because torch's samplers cannot start in the middle of an epoch (``
 after a restart, with any number of workers. Each global batch of ``batch_size`` samples is cut into
 ``world_size`` contiguous parts, one per rank, so N processes see exactly the samples one process would.
 
+An optimizer step takes ``accumulate`` consecutive batches. After a CUDA out-of-memory halving each batch is
+cut into ``splits`` near-equal micro-batches, so the steps (which samples, how many per step) stay those
+of the configured batch size and step-based schedules stay right.
+
 The sampler yields ``(epoch, index)`` keys; :class:`EpochView` passes the epoch to datasets that want it
 (random crops and augmentations seeded per (epoch, index)) and plain indices to the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from microcnn.errors import MicrocnnError
+
+
+class DataLoaderWorkerError(MicrocnnError, RuntimeError):
+    """A DataLoader worker process died (killed for memory, or crashed in native code)."""
 
 
 class EpochBatches(Sampler):
@@ -25,6 +36,7 @@ class EpochBatches(Sampler):
     Args:
         n: dataset length.
         batch_size: global batch (all ranks together).
+        accumulate: batches per optimizer step (see :meth:`steps`).
         seed: base seed of the order.
         rank, world_size: this process's share.
         shuffle: random order (training) or 0..n-1 (evaluation).
@@ -36,6 +48,7 @@ class EpochBatches(Sampler):
         n: int,
         *,
         batch_size: int,
+        accumulate: int = 1,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -44,6 +57,8 @@ class EpochBatches(Sampler):
     ) -> None:
         self.n = int(n)
         self.batch_size = int(batch_size)
+        self.accumulate = max(int(accumulate), 1)
+        self.splits = 1  # micro-batches per batch (doubled by each out-of-memory halving)
         self.seed = int(seed)
         self.rank = rank
         self.world_size = world_size
@@ -66,19 +81,39 @@ class EpochBatches(Sampler):
         rest = self.order(self.epoch)[self.offset :]
         return [rest[i : i + self.batch_size] for i in range(0, len(rest), self.batch_size)]
 
+    def steps(self) -> list[list[list[int]]]:
+        """The remaining optimizer steps of the epoch, each a list of global micro-batches.
+
+        A step is ``accumulate`` batches (fewer at the end of the epoch), each batch cut into ``splits``
+        near-equal parts; a micro-batch too small to give every rank a sample is left out (DDP needs all
+        ranks to step).
+        """
+        batches = self.global_batches()
+        out = []
+        for i in range(0, len(batches), self.accumulate):
+            micro = [p for b in batches[i : i + self.accumulate] for p in _cut(b, self.splits)]
+            micro = [p for p in micro if len(p) >= self.world_size]
+            if micro:
+                out.append(micro)
+        return out
+
     def _share(self, batch: list[int]) -> list[int]:
-        base, extra = divmod(len(batch), self.world_size)
-        start = self.rank * base + min(self.rank, extra)
-        return batch[start : start + base + (1 if self.rank < extra else 0)]
+        return _cut(batch, self.world_size)[self.rank]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.global_batches():
-            if len(batch) < self.world_size:
-                return  # a last batch too small to give every rank a sample (DDP needs all ranks to step)
-            yield [(self.epoch, i) for i in self._share(batch)]
+        for step in self.steps():
+            for batch in step:
+                yield [(self.epoch, i) for i in self._share(batch)]
 
     def __len__(self) -> int:
-        return sum(1 for b in self.global_batches() if len(b) >= self.world_size)
+        return sum(len(step) for step in self.steps())
+
+
+def _cut(batch: list[int], parts: int) -> list[list[int]]:
+    """``batch`` in ``parts`` contiguous pieces whose lengths differ by at most one (first ones longer)."""
+    base, extra = divmod(len(batch), parts)
+    starts = [r * base + min(r, extra) for r in range(parts + 1)]
+    return [batch[starts[r] : starts[r + 1]] for r in range(parts)]
 
 
 class EpochView(Dataset):
@@ -117,3 +152,19 @@ def make_loader(dataset: Any, batches: Any, cfg: Any, device: torch.device) -> t
         worker_init_fn=seed_worker if workers > 0 else None,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
+
+
+@contextlib.contextmanager
+def worker_deaths() -> Iterator[None]:
+    """torch's "DataLoader worker (pid ...) exited unexpectedly" -> :class:`DataLoaderWorkerError`."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if isinstance(exc, torch.OutOfMemoryError) or "DataLoader worker" not in str(exc):
+            raise
+        raise DataLoaderWorkerError(
+            f"A DataLoader worker process died ({exc}). This is usually the kernel killing it for memory "
+            "(RAM, or /dev/shm in a container) or a crash in image decoding. Lower data.num_workers or "
+            "train.batch_size, enlarge /dev/shm (docker --shm-size), or set data.num_workers=0 to see the "
+            "error in the main process; then continue with --resume."
+        ) from exc

@@ -4,10 +4,18 @@ Task logic (loss, metrics, what a batch means) lives in :mod:`microcnn.engine.ta
 run folders in :mod:`microcnn.engine.api`. The loop writes, in ``run_dir`` (rank 0 only):
 ``metrics.csv`` (one row per epoch), ``curves.png``, ``model.safetensors`` (best epoch by the monitored
 metric) and ``last.pt`` (everything needed to resume: model, optimizer, scheduler, AMP scaler, epoch, step,
-sample offset in the epoch, batch size, RNG states, history).
+sample offset in the epoch, micro-batch split, every RNG state, history).
+
+An optimizer step takes ``train.accumulate`` batches; each micro-batch's mean loss is weighted by
+``local_n * world_size / step_n`` (:func:`microcnn.engine.distributed.loss_weight`), so every sample of the
+step counts equally: a short last step, a short last batch and an uneven split between DDP ranks give the
+gradient of the plain mean over the step's samples.
 
 Faults: a non-finite loss or gradient stops training naming the step (``nan_policy: stop``) or drops that
-step (``skip``); CUDA out-of-memory halves the batch size down to ``train.min_batch_size``.
+step (``skip``: the step still counts in ``state.step`` and in step-based schedules, and in
+``state.skipped_steps``); CUDA out-of-memory cuts each batch into twice as many micro-batches (down to
+``train.min_batch_size``) whose gradients are accumulated, so optimizer steps and schedules are unchanged.
+A DataLoader worker that dies raises :class:`microcnn.engine.sampling.DataLoaderWorkerError` at once.
 
 Example:
     >>> trainer = Trainer(net, task, cfg, device=torch.device("cpu"), run_dir="runs/x")   # doctest: +SKIP
@@ -20,7 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +36,19 @@ import torch
 from torch import nn
 
 from microcnn.config import ExperimentConfig
-from microcnn.engine import checkpoint
+from microcnn.engine import checkpoint, rng
 from microcnn.engine.device import amp_dtype
-from microcnn.engine.distributed import DistInfo, all_reduce_sum
+from microcnn.engine.distributed import DistInfo, all_reduce_sum, loss_weight
 from microcnn.engine.metrics import lower_is_better
 from microcnn.engine.optim import build_optimizer, build_scheduler
 from microcnn.engine.report import write_curves, write_metrics_csv
-from microcnn.engine.sampling import EpochBatches, EpochView, make_loader, shard_indices
+from microcnn.engine.sampling import (
+    EpochBatches,
+    EpochView,
+    make_loader,
+    shard_indices,
+    worker_deaths,
+)
 from microcnn.engine.tasks import Task
 from microcnn.errors import MicrocnnError
 
@@ -52,12 +66,18 @@ class OutOfMemoryFloorError(MicrocnnError, RuntimeError):
 
 @dataclasses.dataclass
 class TrainState:
-    """Loop position and bookkeeping, saved in ``last.pt``. ``step`` counts optimizer steps."""
+    """Loop position and bookkeeping, saved in ``last.pt``.
+
+    ``step`` counts optimizer steps, including those skipped for a non-finite loss or gradient (also counted
+    in ``skipped_steps``); ``offset`` is the number of samples of the epoch already used; ``splits`` the
+    micro-batches per batch after out-of-memory halvings (``batch_size`` the resulting largest micro-batch).
+    """
 
     epoch: int = 0
     offset: int = 0
     step: int = 0
     batch_size: int = 8
+    splits: int = 1
     best_value: float = math.nan
     best_epoch: int = 0
     bad_epochs: int = 0
@@ -125,6 +145,10 @@ class Trainer:
         self.minimize = lower_is_better(self.monitor) if es.mode == "auto" else es.mode == "min"
         task.metrics.to(device)
 
+    def _warn(self, message: str, *args: Any) -> None:
+        if self.dist.is_main:  # one warning per run, not one per rank
+            log.warning(message, *args)
+
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -135,7 +159,8 @@ class Trainer:
     def _setup_data(self, train_set: Any, val_set: Any | None, weights: list[float] | None) -> None:
         self.sampler = EpochBatches(
             len(train_set),
-            batch_size=self.state.batch_size,
+            batch_size=self.tcfg.batch_size,
+            accumulate=self.tcfg.accumulate,
             seed=self.cfg.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
@@ -186,23 +211,21 @@ class Trainer:
             raise MicrocnnError(f"The training set has {len(train_set)} samples; need >= 1 per process.")
         self._setup_data(train_set, val_set, sample_weights)
         if self.val_loader is None and self.monitor.startswith("val_"):
-            log.warning(
-                "No validation set: %s is not available; monitoring train_loss instead.", self.monitor
-            )
+            self._warn("No validation set: %s is not available; monitoring train_loss instead.", self.monitor)
             self.monitor, self.minimize = "train_loss", True
-        batches = math.ceil(len(train_set) / self.tcfg.batch_size)
         self.scheduler, self.interval = build_scheduler(
             self.optimizer,
             self.cfg.schedule,
             epochs=self.tcfg.epochs,
-            steps_per_epoch=math.ceil(batches / self.tcfg.accumulate),
+            steps_per_epoch=len(self.sampler.steps()),  # at the configured batch size, from sample 0
             mode="min" if self.minimize else "max",
         )
         if resume:
             self.restore(self.run_dir / "last.pt")
-        while self.state.epoch < self.tcfg.epochs and not self.state.stopped:
-            complete = self._train_epoch()
-            self._end_epoch(complete=complete)
+        with worker_deaths():
+            while self.state.epoch < self.tcfg.epochs and not self.state.stopped:
+                complete = self._train_epoch()
+                self._end_epoch(complete=complete)
         return self._result()
 
     def _result(self) -> FitResult:
@@ -214,79 +237,86 @@ class Trainer:
         """Run the rest of the current epoch; False when ``max_steps`` cut it short."""
         self.sampler.epoch = self.state.epoch
         while True:
-            self.sampler.offset, self.sampler.batch_size = self.state.offset, self.state.batch_size
+            self.sampler.offset, self.sampler.splits = self.state.offset, self.state.splits
             try:
-                return self._run_batches()
+                return self._run_steps()
             except torch.OutOfMemoryError:
-                self._on_oom()
+                self._on_oom()  # the open step restarts from its first sample with smaller micro-batches
 
-    def _run_batches(self) -> bool:
+    def _run_steps(self) -> bool:
         self.model.train()
-        sizes = [len(b) for b in self.sampler.global_batches()]  # global batch sizes (all ranks)
-        last = len(self.sampler) - 1
-        window, pending = 0, 0
-        for j, batch in enumerate(self.train_loader):
-            batch = self._to_device(batch)
-            closes = (window + 1) % self.tcfg.accumulate == 0 or j == last
-            sync = contextlib.nullcontext() if closes or not self.dist.active else self.model.no_sync()
-            with sync:
-                with self._autocast():
-                    loss = self.task.training_step(self.model, batch)
-                finite = self._finite(loss, "loss", j)
-                if finite:
-                    self.scaler.scale(loss / self.tcfg.accumulate).backward()
-                    n = int(batch["image"].shape[0])
-                    self.state.loss_sum += float(loss.detach()) * n
-                    self.state.loss_count += n
-            window, pending = window + 1, pending + sizes[j]
-            if not finite or (closes and not self._optimizer_step(j)):
-                self._skip_window()
-            if not finite or closes:
-                self.state.offset += pending
-                window, pending = 0, 0
-                self._after_step(j, len(sizes))
-                if self.state.stopped:
-                    return j == last
+        steps = self.sampler.steps()
+        batches, done, total = iter(self.train_loader), 0, sum(len(step) for step in steps)
+        for k, step in enumerate(steps):
+            step_n = sum(len(b) for b in step)
+            self._step(batches, len(step), step_n)
+            if self.scheduler is not None and self.interval == "step":
+                self.scheduler.step()  # also after a skipped step: the lr follows the position in the data
+            self.state.offset += step_n
+            done += len(step)
+            self._after_step(done, total)
+            if self.state.stopped:
+                return k == len(steps) - 1
         return True
 
-    def _finite(self, value: torch.Tensor, what: str, batch: int) -> bool:
+    def _step(self, batches: Iterator[dict[str, Any]], micro: int, step_n: int) -> None:
+        """Forward and backward over the ``micro`` batches of one optimizer step, then the update."""
+        sums, ok = [0.0, 0], True
+        for i in range(micro):
+            batch = next(batches)  # consumed even after a non-finite loss, to stay in step with the data
+            if ok:
+                ok = self._backward(self._to_device(batch), sums, last=i == micro - 1, step_n=step_n)
+        if ok and self._optimizer_step():
+            self.state.loss_sum += sums[0]
+            self.state.loss_count += int(sums[1])
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_steps += 1
+
+    def _backward(self, batch: dict[str, Any], sums: list[float], *, last: bool, step_n: int) -> bool:
+        n = int(batch["image"].shape[0])
+        sync = contextlib.nullcontext() if last or not self.dist.active else self.model.no_sync()
+        with sync:
+            with self._autocast():
+                loss = self.task.training_step(self.model, batch)
+            if not self._finite(loss, "loss"):
+                return False
+            self.scaler.scale(loss * loss_weight(n, self.dist.world_size, step_n)).backward()
+        sums[0], sums[1] = sums[0] + float(loss.detach()) * n, sums[1] + n
+        return True
+
+    def _finite(self, value: torch.Tensor, what: str) -> bool:
         ok = bool(torch.isfinite(value.detach()).all())
         if self.dist.active:  # every rank must take the same branch
             ok = all_reduce_sum([0.0 if ok else 1.0], self.device)[0] == 0.0
         if ok:
             return True
-        where = f"step {self.state.step + 1} (epoch {self.state.epoch + 1}, batch {batch + 1})"
+        where = f"step {self.state.step + 1} (epoch {self.state.epoch + 1})"
         if self.tcfg.nan_policy == "stop":
             raise NonFiniteError(
                 f"Non-finite {what} (NaN or inf) at {where}; training stopped and no non-finite weights were "
                 "saved. Lower optim.lr, set train.clip_grad_norm, check the data, or set "
                 "train.nan_policy: skip to drop such steps."
             )
-        log.warning("Non-finite %s at %s: step skipped (nan_policy: skip).", what, where)
+        self._warn("Non-finite %s at %s: step skipped (nan_policy: skip).", what, where)
         return False
 
-    def _skip_window(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.state.skipped_steps += 1
-
-    def _optimizer_step(self, batch: int) -> bool:
+    def _optimizer_step(self) -> bool:
         self.scaler.unscale_(self.optimizer)
         clip = self.tcfg.clip_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip if clip else math.inf)
-        if not self.scaler.is_enabled() and not self._finite(norm, "gradients", batch):
+        if not self.scaler.is_enabled() and not self._finite(norm, "gradients"):
             return False  # with fp16 the GradScaler skips non-finite steps itself
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None and self.interval == "step":
-            self.scheduler.step()
         return True
 
     def _after_step(self, batch: int, batches: int) -> None:
         s = self.state
         s.step += 1
         if self.progress is not None:
-            info = {"phase": "train", "batch": batch + 1, "batches": batches, "lr": self._lr()}
+            info = {"phase": "train", "batch": batch, "batches": batches, "lr": self._lr()}
             info["loss"] = s.loss_sum / max(s.loss_count, 1)
             self.progress(s.epoch, s.step, info)
         every = self.tcfg.checkpoint_every_steps
@@ -299,15 +329,24 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        old, floor = self.state.batch_size, max(self.tcfg.min_batch_size, 1)
-        if self.dist.active or old // 2 < floor:
+        s, size = self.state, self.tcfg.batch_size
+        old, new = math.ceil(size / s.splits), math.ceil(size / (2 * s.splits))
+        floor = max(self.tcfg.min_batch_size, 1)
+        if self.dist.active or new < floor or new == old:
             why = "distributed runs cannot shrink one rank's batch" if self.dist.active else f"floor {floor}"
             raise OutOfMemoryFloorError(
                 f"Out of memory at batch size {old} ({why}). Lower train.batch_size or data.patch_size, "
                 "use train.amp, or a smaller model."
             )
-        self.state.batch_size = old // 2
-        log.warning("Out of memory at batch size %d: halved to %d; the epoch continues.", old, old // 2)
+        s.splits, s.batch_size = 2 * s.splits, new
+        self._warn(
+            "Out of memory at batch size %d: halved to %d; each batch of %d now runs as %d micro-batches "
+            "with accumulated gradients (optimizer steps and schedules unchanged); the epoch continues.",
+            old,
+            new,
+            size,
+            s.splits,
+        )
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -332,36 +371,42 @@ class Trainer:
         return {"val_loss": total / max(count, 1), **{f"val_{k}": v for k, v in metrics.items()}}
 
     def _end_epoch(self, *, complete: bool = True) -> None:
-        """Validate, log, save; an incomplete epoch (``max_steps``) keeps its position for a resume."""
+        """Validate, log, save. An epoch cut short by ``max_steps`` keeps its position for a resume and
+        changes nothing a resumed run would count again: no epoch-based schedule step, no early-stopping
+        count, no best model (only a provisional ``model.safetensors`` while no epoch has completed)."""
         s = self.state
-        train_loss = all_reduce_sum([s.loss_sum, s.loss_count], self.device)
+        loss_sum, count = all_reduce_sum([s.loss_sum, s.loss_count], self.device)
         row = {
             "epoch": s.epoch + 1,
             "step": s.step,
             "lr": self._lr(),
-            "train_loss": train_loss[0] / max(train_loss[1], 1),
+            "train_loss": loss_sum / count if count else math.nan,
         }
         row.update(self.validate())
-        value = row.get(self.monitor, math.nan)
+        s.history.append(row)
+        improved = complete and self._close_epoch(row)
+        self._write_epoch_files(row, save_model=improved or (not complete and s.best_epoch == 0))
+        self.save_resume()
+        if self.progress is not None:
+            self.progress(s.epoch, s.step, {"phase": "epoch", **row})
+
+    def _close_epoch(self, row: dict[str, float]) -> bool:
+        """Schedule step, best epoch, early stopping of a completed epoch; True when it is the new best."""
+        s, value = self.state, row.get(self.monitor, math.nan)
         improved = self._improved(value)
         if self.scheduler is not None and self.interval == "epoch":
             plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
             self.scheduler.step(value) if plateau else self.scheduler.step()
-        s.history.append(row)
-        if complete:
-            s.epoch, s.offset, s.loss_sum, s.loss_count = s.epoch + 1, 0, 0.0, 0
+        s.epoch, s.offset, s.loss_sum, s.loss_count = s.epoch + 1, 0, 0.0, 0
         if improved:
             s.best_value, s.best_epoch, s.bad_epochs = value, row["epoch"], 0
         else:
             s.bad_epochs += 1
-        self._write_epoch_files(row, improved)
         patience = self.tcfg.early_stopping.patience
         if patience and s.bad_epochs >= patience and not s.stopped:
             s.stopped = "early_stopping"
             log.info("Early stopping: %s did not improve for %d epochs.", self.monitor, patience)
-        self.save_resume()
-        if self.progress is not None:
-            self.progress(s.epoch, s.step, {"phase": "epoch", **row})
+        return improved
 
     def _improved(self, value: float) -> bool:
         best, delta = self.state.best_value, self.tcfg.early_stopping.min_delta
@@ -371,13 +416,14 @@ class Trainer:
             return True
         return value < best - delta if self.minimize else value > best + delta
 
-    def _write_epoch_files(self, row: dict[str, float], improved: bool) -> None:
+    def _write_epoch_files(self, row: dict[str, float], *, save_model: bool) -> None:
         if self.run_dir is None or not self.dist.is_main:
             return
         write_metrics_csv(self.state.history, self.run_dir / "metrics.csv")
         write_curves(self.state.history, self.run_dir / "curves.png", monitor=self.monitor)
-        if improved:
+        if save_model:
             meta = {**self.metadata, "metrics": row, "epoch": row["epoch"], "monitor": self.monitor}
+            meta["partial_epoch"] = row["epoch"] > self.state.epoch  # provisional: epoch not completed
             checkpoint.save_weights(self.raw, self.run_dir / "model.safetensors", meta)
 
     # ------------------------------------------------------------------------------------- resume
@@ -389,8 +435,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "scaler": self.scaler.state_dict(),
             "trainer": dataclasses.asdict(self.state),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng": rng.capture(),
         }
 
     def save_resume(self) -> None:
@@ -400,7 +445,8 @@ class Trainer:
             torch.distributed.barrier()
 
     def restore(self, path: str | Path) -> None:
-        """Load ``last.pt`` (weights_only) into model, optimizer, scheduler, scaler, loop state and RNGs."""
+        """Load ``last.pt`` (weights_only) into model, optimizer, scheduler, scaler, loop state and every RNG
+        (torch CPU and CUDA, NumPy's and Python's global generators)."""
         state = checkpoint.load_resume_state(path)
         checkpoint.load_state_strict(self.raw, state["model"], where=str(path))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -411,8 +457,7 @@ class Trainer:
         self.state = TrainState(**state["trainer"])
         # a row of an epoch cut short by max_steps is replaced when that epoch completes
         self.state.history = [row for row in self.state.history if row["epoch"] <= self.state.epoch]
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # files of earlier versions held the torch states only
+        rng.restore(state.get("rng") or {"torch": state["torch_rng"], "cuda": state.get("cuda_rng")})
         self.state.stopped = ""
         log.info("Resumed from %s at epoch %d, step %d.", path, self.state.epoch + 1, self.state.step)

@@ -7,11 +7,13 @@ from torch import nn
 
 
 class Blobs:
-    """n samples of (1, 4, 4) noise; label 1 where the mean is positive. ``dtype`` float32 or float64."""
+    """n samples of (channels, 4, 4) noise; label 1 where the mean is positive. ``dtype`` float32/float64."""
 
-    def __init__(self, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float32, channels: int = 1
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(n, 1, 4, 4, generator=g, dtype=dtype)
+        self.x = torch.randn(n, channels, 4, 4, generator=g, dtype=dtype)
         self.y = (self.x.mean(dim=(1, 2, 3)) > 0).long()
 
     def __len__(self) -> int:
@@ -28,18 +30,26 @@ def tiny_net(seed: int = 0, *, dropout: float = 0.0) -> nn.Module:
 
 class Trap(nn.Module):
     """Wraps a net: its ``nan_at``-th forward call (1-based) returns NaN; inputs with more than ``max_batch``
-    samples raise torch.OutOfMemoryError (an injected CUDA OOM)."""
+    samples, and the ``oom_at``-th forward call, raise torch.OutOfMemoryError (an injected CUDA OOM)."""
 
-    def __init__(self, net: nn.Module, *, nan_at: int | None = None, max_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        nan_at: int | None = None,
+        max_batch: int | None = None,
+        oom_at: int | None = None,
+    ) -> None:
         super().__init__()
-        self.net, self.nan_at, self.max_batch, self.calls = net, nan_at, max_batch, 0
+        self.net, self.nan_at, self.max_batch, self.oom_at, self.calls = net, nan_at, max_batch, oom_at, 0
         self.batch_sizes: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.calls += 1
             self.batch_sizes.append(int(x.shape[0]))
-            if self.max_batch is not None and x.shape[0] > self.max_batch:
+            too_big = self.max_batch is not None and x.shape[0] > self.max_batch
+            if too_big or self.calls == self.oom_at:
                 raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
         out = self.net(x)
         return out * float("nan") if self.training and self.calls == self.nan_at else out
@@ -47,3 +57,36 @@ class Trap(nn.Module):
 
 def flat_weights(net: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+
+def train_cfg(*overrides: str):
+    """A classification config for the tiny nets: 3 epochs of batch 4, SGD lr 0.1, deterministic."""
+    from microcnn.config import load_config
+
+    base = [
+        "train.epochs=3",
+        "train.batch_size=4",
+        "optim.name=sgd",
+        "optim.lr=0.1",
+        "train.deterministic=true",
+    ]
+    return load_config({"task": "classification", "model": {"name": "tiny"}}, overrides=[*base, *overrides])
+
+
+def fit(net, cfg, *, run_dir=None, n=24, resume=False, val=True, train=None, **trainer_options):
+    """(Trainer, FitResult) of ``net`` on ``train`` (default Blobs(n)), validated on Blobs(8, seed=1)."""
+    from microcnn.engine.tasks import build_task
+    from microcnn.engine.trainer import Trainer
+
+    task = build_task("classification", class_names=["neg", "pos"])
+    trainer = Trainer(
+        net,
+        task,
+        cfg,
+        device=torch.device("cpu"),
+        run_dir=run_dir,
+        metadata={"model": {"name": "tiny"}},
+        **trainer_options,
+    )
+    train = train if train is not None else Blobs(n)
+    return trainer, trainer.fit(train, Blobs(8, seed=1) if val else None, resume=resume)

@@ -1,5 +1,6 @@
-"""The CLI end to end in subprocesses: SIGKILL + --resume gives the uninterrupted weights bit for bit,
-2-process DDP (gloo, float64) matches one process, evaluate and cv print their tables."""
+"""The CLI end to end: SIGKILL + --resume gives the uninterrupted weights bit for bit, 2-process DDP (gloo,
+float64, uneven rank shares) matches one process (subprocesses); train, evaluate and cv print their tables
+(in-process)."""
 
 from __future__ import annotations
 
@@ -90,8 +91,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_ddp_two_processes_match_one(tmp_path):
-    # float64 and a model without dropout or batch norm: per-rank halves of each global batch of 4
-    config = _config(tmp_path, dtype="float64", batch_size=4, epochs=1, max_steps=3, device="cpu")
+    # float64 and a model without dropout or batch norm; a global batch of 3 is split 2 + 1 between the
+    # ranks, so only a loss weighted by each rank's share (not DDP's plain average) matches one process
+    config = _config(tmp_path, dtype="float64", batch_size=3, epochs=1, max_steps=3, device="cpu")
     one = _train(config, tmp_path / "one")
     assert one.returncode == 0, one.stderr
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
@@ -111,24 +113,31 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert vals_one == pytest.approx(vals_two, rel=1e-9)
 
 
-def test_existing_run_resume_errors_evaluate_and_cv(tmp_path, capsys):
+def test_train_summary_existing_run_resume_errors_evaluate_and_cv(tmp_path, capsys):
     from microcnn.cli import main
 
-    config = _config(tmp_path, epochs=1, max_steps=2)
-    assert _train(config, tmp_path / "r").returncode == 0  # one real process; the rest runs in-process
-    capsys.readouterr()
-    assert main(["train", str(config), "--run-dir", str(tmp_path / "r")]) == 2
+    config = _config(tmp_path, epochs=3)
+    run = tmp_path / "r"
+    assert main(["train", str(config), "--run-dir", str(run), "--set", "train.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    # progress (one line per epoch, "epoch 1/1": the --set was respected) and the final summary table
+    assert "epoch 1/1  train_loss " in out and "val_accuracy " in out
+    assert f"best epoch 1 (epochs) -> {run}" in out and "\nval_loss " in out
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2  # header + 1 epoch
+    assert main(["train", str(config), "--run-dir", str(run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", str(config), "--run-dir", str(tmp_path / "new"), "--resume"]) == 2
     assert "Nothing to resume" in capsys.readouterr().err
 
     data = next((tmp_path / "cache").iterdir())
-    assert main(["evaluate", str(tmp_path / "r" / "model.safetensors"), str(data), "--json"]) == 0
+    assert main(["evaluate", str(run / "model.safetensors"), str(data), "--json"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["n"] == 24 and sum(map(sum, out["confusion_matrix"])) == 24
 
-    assert main(["cv", str(config), "--folds", "2", "--run-dir", str(tmp_path / "cv")]) == 0
+    short = ["--set", "train.epochs=1", "--set", "train.max_steps=2"]
+    assert main(["cv", str(config), "--folds", "2", "--run-dir", str(tmp_path / "cv"), *short]) == 0
     printed = capsys.readouterr().out
     assert "2-fold cross-validation" in printed and "val_accuracy" in printed and "±" in printed
+    assert "ddof = 1" in printed
     summary = (tmp_path / "cv" / "cv_summary.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in summary[1:]] == ["0", "1", "mean", "std"]
+    assert [line.split(",")[0] for line in summary[1:]] == ["0", "1", "mean", "std (ddof=1)"]

@@ -43,3 +43,18 @@ def test_balanced_weights_draw_classes_equally():
 
 def test_eval_shards_cover_everything_once():
     assert sorted(shard_indices(7, 0, 3) + shard_indices(7, 1, 3) + shard_indices(7, 2, 3)) == list(range(7))
+
+
+def test_steps_group_batches_and_splits_keep_the_samples_of_each_step():
+    s = EpochBatches(10, batch_size=4, accumulate=2, seed=3)
+    order = s.order(0)
+    whole = s.steps()
+    assert whole == [[order[0:4], order[4:8]], [order[8:10]]]  # steps of 8 and 2 samples
+    s.splits = 2  # after one out-of-memory halving: each batch in two micro-batches
+    halved = s.steps()
+    assert [[len(b) for b in step] for step in halved] == [[2, 2, 2, 2], [1, 1]]
+    flat = [[i for b in step for i in b] for step in whole]
+    assert [[i for b in step for i in b] for step in halved] == flat
+    s.splits = 3  # an odd batch cut as evenly as possible: 4 -> 2 + 1 + 1, 2 -> 1 + 1 (no empty part)
+    assert [[len(b) for b in step] for step in s.steps()] == [[2, 1, 1, 2, 1, 1], [1, 1]]
+    assert len(s) == 8 and sum(len(b) for b in s) == 10
