@@ -54,6 +54,20 @@ def test_wrong_architecture_names_keys(tmp_path):
     assert "missing keys ['1.bias', '1.weight']" in text and "0.weight: (3, 2) vs (4, 2)" in text
 
 
+def test_an_extra_key_is_named_also_through_load_model(tmp_path):
+    from microcnn.engine.checkpoint import load_model
+    from microcnn.models import build_model
+
+    spec = {"name": "lenet5", "in_channels": 1, "num_classes": 2, "input_size": 32}
+    state = {**build_model(dict(spec)).state_dict(), "extra.weight": torch.zeros(2)}
+    with pytest.raises(ModelFileError, match=r"missing keys \[\], unexpected keys \['extra.weight'\]"):
+        load_state_strict(build_model(dict(spec)), state, where="m")
+    path = save_weights(state, tmp_path / "m.safetensors", {"model": spec})
+    with pytest.raises(ModelFileError, match=r"unexpected keys \['extra.weight'\]") as info:
+        load_model(path)
+    assert str(path) in str(info.value) and "LeNet" in str(info.value)
+
+
 def test_non_finite_weights_are_never_saved(tmp_path):
     net = nn.Linear(2, 1)
     with torch.no_grad():

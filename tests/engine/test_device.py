@@ -25,6 +25,15 @@ def test_cuda_without_cuda_is_an_error(spec):
         select_device(spec)
 
 
+@pytest.mark.skipif(
+    hasattr(torch.backends, "mps") and torch.backends.mps.is_available(), reason="checks the no-MPS error"
+)
+def test_mps_without_mps_is_an_error():
+    # on Linux (and on Macs without Metal) asking for MPS never falls back to the CPU
+    with pytest.raises(ConfigError, match="device 'mps' was asked for, but Apple MPS is not available"):
+        select_device("mps")
+
+
 def test_unknown_spec():
     with pytest.raises(ConfigError, match="Unknown device 'gpu'"):
         select_device("gpu")

@@ -25,6 +25,7 @@ def test_iou_of_two_known_masks():
     assert out["iou_a"] == pytest.approx(0.5) and out["iou_b"] == pytest.approx(2 / 3)
     assert out["dice_a"] == pytest.approx(2 / 3) and out["dice_b"] == pytest.approx(0.8)
     assert out["mean_iou"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert out["mean_dice"] == pytest.approx((2 / 3 + 0.8) / 2)
     assert out["pixel_accuracy"] == pytest.approx(3 / 4)
     assert m.confusion_matrix().tolist() == [[1, 1], [0, 2]]
 
@@ -48,6 +49,20 @@ def test_classification_accuracy_and_macro_f1():
     # F1: class 0 = 1, class 1 = 0 (TP 0), class 2 = 2*1 / (2*1 + 1 + 1) = 0.5
     assert out["accuracy"] == pytest.approx(0.5)
     assert out["macro_f1"] == pytest.approx(0.5)
+
+
+def test_classification_against_sklearn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    g = torch.Generator().manual_seed(0)
+    truth, pred = torch.randint(0, 4, (60,), generator=g), torch.randint(0, 4, (60,), generator=g)
+    m = build_metrics("classification", class_names=["a", "b", "c", "d"])
+    m.update(_onehot_logits(pred[:25], 4), truth[:25])
+    m.update(_onehot_logits(pred[25:], 4), truth[25:])
+    assert m.confusion_matrix().tolist() == confusion_matrix(truth, pred, labels=[0, 1, 2, 3]).tolist()
+    out = m.compute()
+    assert out["accuracy"] == pytest.approx(accuracy_score(truth, pred))
+    assert out["macro_f1"] == pytest.approx(f1_score(truth, pred, average="macro"))
 
 
 def test_regression_mae_rmse_r2_per_target():
