@@ -95,8 +95,8 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Learning-rate schedule; ``step``/``multistep``/``cosine``/``plateau`` step per epoch, ``onecycle``
-    and the cosine warm-up per optimizer step."""
+    """Learning-rate schedule; ``step``/``multistep``/``plateau`` step per epoch, ``onecycle`` and ``cosine``
+    (its warm-up and its annealing) per optimizer step."""
 
     name: str = "none"
     step_size: int = 10  # step: epochs between decays
