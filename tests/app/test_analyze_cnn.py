@@ -94,6 +94,9 @@ def test_classification_probabilities_match_softmax_of_the_logits(project: Path,
     (result,) = at.session_state["analyze.results"].values()
     np.testing.assert_allclose(result["table"]["probability"], expected, atol=1e-5)
     assert result["predicted"] == classes[int(np.argmax(expected))]
+    report = result["report"]  # the JSON report names the model file and the pixel size (0.25 µm/px)
+    assert report["model_file"] == "runs/cls/model.safetensors" and report["method"] == "lenet5:cls"
+    assert report["pixel_size_um"] == 0.25 and report["pixel_size_source"]
     assert at.metric[0].value == classes[int(np.argmax(expected))]
     assert len(at.get("plotly_chart")) >= 1
 
