@@ -1,18 +1,27 @@
 """Batch prediction over an HDF5 archive -> an HDF5 results file: streaming, resumable, atomic, sharded.
 
 - Streaming: items are read and results written in chunks of ``chunk`` rows, so memory does not grow with
-  the archive. The images of a chunk that share a shape go through the network together
-  (``Predictor.predict_many``), so many small images cost a few large forward passes, not one each.
+  the archive (no per-item list is kept; ids and ``done`` flags are read per chunk). The images of a chunk
+  that share a shape go through the network together (``Predictor.predict_many``).
+- Reproducible batching: a batch's floating-point result depends (in the last bits) on which images share
+  it, so batches are formed from absolute item indices: chunk k is always items ``[k*chunk, (k+1)*chunk)``,
+  whatever was done before a resume, and torchrun shard boundaries fall on multiples of ``chunk``. The
+  chunk is part of the job key: a resume with another ``chunk`` is refused.
+- One writer: the job first takes an exclusive ``flock`` on ``<output>.lock``
+  (:mod:`microcnn.inference.joblock`), before hashing the input or loading a model, so a second job fails
+  at once, also where HDF5 file locking is off or unsupported.
 - Resumable: results go to ``<output>.partial``; a ``done`` flag per row is written after each chunk's
-  results and flushed. Rerunning the same command after a kill (even SIGKILL) skips finished rows and
+  results and flushed. Rerunning the same command after a kill (even SIGKILL) skips finished chunks and
   redoes the rest; prediction is deterministic on CPU, so the result equals an uninterrupted run bit for
-  bit. The partial file is opened with ``"r+"`` or created with ``"w-"``, never ``"w"``.
+  bit. The input is hashed once, when the partial file is created; a resume checks its path, size and
+  mtime (cheap) and reuses the stored hash, and the same check runs again before the job completes.
 - Atomic: ``complete=True`` is written last, the file fsynced and renamed to ``<output>``: the final name
-  appears only for a finished job. A second job on the same output fails at once (HDF5 file lock).
+  appears only for a finished job. Rerunning a finished job (same job key) reports it as done.
 - Failures: an item that cannot be read (corrupt chunk, bad values) or predicted is recorded in ``failed``
   / ``error`` with its index and the job goes on; the summary's status is then "partial".
-- Scale-out: under torchrun each rank predicts a contiguous shard into ``<output>.rank{r}.h5``; rank 0 then
-  joins the shards into ``<output>`` with HDF5 virtual datasets (no copy; keep the shard files beside it).
+- Scale-out: under torchrun each rank predicts a contiguous, chunk-aligned shard into
+  ``<output>.rank{r}.h5``; rank 0 then joins the shards into ``<output>`` with HDF5 virtual datasets (no
+  copy; keep the shard files beside it).
 
 Exit codes of ``microcnn predict-h5``: 0 complete, 3 partial (some items failed), 2 usage or input error.
 The output layout is in :mod:`microcnn.inference.h5out` and docs/batch.md.
@@ -31,24 +40,33 @@ import json
 import os
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from microcnn.errors import DatasetError
+from microcnn.errors import MicrocnnError
 from microcnn.inference import h5out
+from microcnn.inference.h5input import InputArchive, input_identity, sha256_file
+from microcnn.inference.h5out import BatchJobError
+from microcnn.inference.joblock import JobLock, lock_path
 from microcnn.inference.predictor import Predictor
 from microcnn.io.micrograph import Micrograph
 
+__all__ = ["BatchSummary", "InputArchive", "predict_archive", "sha256_file"]
+
 _KILL_ENV = "MICROCNN_TEST_KILL_AFTER_ITEMS"  # tests only: SIGKILL this process after that many items
-_SCALE = {"uint8": 255.0, "uint16": 65535.0}
+_BOOKKEEPING = ("done", "failed", "error", "ids", "pixel_size_um", "masks", "image_shapes")
 
 
 @dataclass
 class BatchSummary:
-    """What a batch job did: counts, failed item indices (input order), status and the output path."""
+    """What a batch job did: counts, failed item indices (input order), status and the output path.
+
+    ``already_done`` is True when the output was already the finished result of this very job (nothing
+    was predicted again).
+    """
 
     n_items: int
     n_done: int
@@ -56,127 +74,11 @@ class BatchSummary:
     failed: list[int] = field(default_factory=list)
     status: str = "complete"  # "complete" | "partial" (some items failed)
     output: Path | None = None
+    already_done: bool = False
 
     @property
     def exit_code(self) -> int:
         return 0 if self.status == "complete" else 3
-
-
-def sha256_file(path: str | Path, *, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MB blocks (memory does not grow with the file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class InputArchive:
-    """Lazy, validated access to the images of one HDF5 dataset (N, H, W[, C]); opened once per process.
-
-    For a microcnn archive (``/images``) the true image sizes (``/image_shapes``), pixel sizes and ids are
-    used; any other dataset is read as whole (H, W[, C]) frames, uint8/uint16 scaled to [0, 1].
-    """
-
-    def __init__(self, path: str | Path, dataset: str = "/images") -> None:
-        import h5py
-
-        self.path, self.dataset = Path(path), dataset.strip("/") or "images"
-        if not self.path.is_file():
-            raise DatasetError(f"Input archive '{self.path}' not found. Check the path.")
-        if not h5py.is_hdf5(self.path):
-            raise DatasetError(f"'{self.path}' is not an HDF5 file. Give a .h5 archive (microcnn pack).")
-        try:
-            self.file = h5py.File(self.path, "r")
-            ds = self.file[self.dataset]
-            self.shape, self.dtype = tuple(ds.shape), str(ds.dtype)
-            self._ids = self._read_ids()
-        except KeyError:
-            keys = sorted(self.file.keys())
-            raise DatasetError(
-                f"'{self.path}' has no dataset '/{self.dataset}'. Choose one with --dataset; it has: {keys}."
-            ) from None
-        except (OSError, RuntimeError) as exc:
-            raise DatasetError(f"'{self.path}' is damaged or truncated and cannot be read ({exc}). "
-                               "Re-create or re-copy it.") from None  # fmt: skip
-        if len(self.shape) not in (3, 4):
-            raise DatasetError(f"/{self.dataset} must hold images (N, H, W[, C]); got shape {self.shape}.")
-
-    def __len__(self) -> int:
-        return int(self.shape[0])
-
-    def _read_ids(self) -> list[str]:
-        if self.dataset == "images" and "names" in self.file:
-            return list(self.file["names"].asstr()[()])
-        return [f"{i:06d}" for i in range(self.shape[0])]
-
-    def item_id(self, index: int) -> str:
-        return self._ids[index]
-
-    def read(self, index: int) -> Micrograph:
-        """Item ``index`` as a Micrograph; raises on a corrupt chunk (fletcher32) or non-finite values."""
-        return self._micrographs(index, index + 1)[0]
-
-    def read_many(self, start: int, stop: int) -> list[Micrograph | Exception]:
-        """Items ``start..stop-1``: one HDF5 read per dataset when all are sound; otherwise item by item,
-        with the exception of each item that cannot be read in its place."""
-        try:
-            return list(self._micrographs(start, stop))
-        except Exception:  # a damaged chunk or bad values somewhere in the block: find which items
-            out: list[Micrograph | Exception] = []
-            for i in range(start, stop):
-                try:
-                    out.append(self.read(i))
-                except Exception as exc:
-                    out.append(exc)
-            return out
-
-    def _micrographs(self, start: int, stop: int) -> list[Micrograph]:
-        f, n = self.file, stop - start
-        shapes = np.tile(np.array(self.shape[1:3]), (n, 1))
-        sizes = np.full(n, np.nan)
-        if self.dataset == "images":
-            if "image_shapes" in f:
-                shapes = f["image_shapes"][start:stop]
-            if "pixel_size_um" in f:
-                sizes = f["pixel_size_um"][start:stop].astype(float)
-        rows, cols = int(shapes[:, 0].max()), int(shapes[:, 1].max())
-        block = f[self.dataset][start:stop, :rows, :cols]
-        scale = _SCALE.get(str(block.dtype))
-        out = []
-        for raw, (r, c), size in zip(block, shapes, sizes):
-            pixels = raw[:r, :c].astype(np.float32)
-            if scale:
-                pixels /= scale
-            if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
-                raise ValueError("pixel values must be finite and in [0, 1] (float) or uint8/uint16")
-            out.append(Micrograph(pixels=pixels, pixel_size_um=float(size) if np.isfinite(size) and size > 0
-                                  else None))  # fmt: skip
-        return out
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _provenance(predictor: Predictor, model_hashes: list[dict[str, str]], archive: InputArchive,
-                options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    from microcnn import __version__
-
-    meta = predictor.metadata
-    input_hash = sha256_file(archive.path)
-    job = {"models": model_hashes, "input_sha256": input_hash, "dataset": archive.dataset, **options}
-    return {
-        "format": h5out.FORMAT, "format_version": h5out.FORMAT_VERSION, "task": predictor.task,
-        "class_names": json.dumps(predictor.class_names),
-        "target_names": json.dumps(list(meta.get("target_names") or [])),
-        "target_units": json.dumps(list(meta.get("target_units") or [])),
-        "models": json.dumps(model_hashes), "microcnn_version": __version__,
-        "input_path": str(archive.path.resolve()), "input_size_bytes": archive.path.stat().st_size,
-        "input_sha256": input_hash, "dataset": "/" + archive.dataset,
-        "preprocessing": json.dumps(meta.get("preprocessing") or {}, default=str),
-        "options": json.dumps(options), "method": predictor.method,
-        "job_key": hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest(),
-    }  # fmt: skip
 
 
 def _row(result: Any, task: str, save_masks: bool) -> dict[str, Any]:
@@ -191,9 +93,10 @@ def _row(result: Any, task: str, save_masks: bool) -> dict[str, Any]:
     # Fractions by plain counting (every pixel is analysed here); quantify.phase_fractions adds bootstrap
     # confidence intervals, which a batch job over thousands of images does not need per item.
     counts = np.bincount(result.mask.ravel(), minlength=k)[:k]
+    probs = result.probabilities
     row: dict[str, Any] = {
         "phase_fractions": counts / max(1, result.mask.size),
-        "mean_probability": result.probabilities.mean(axis=(1, 2)),
+        "mean_probability": probs.mean(axis=(1, 2)) if probs is not None else np.full(k, np.nan),
         "mean_probability_std": (result.std.mean(axis=(1, 2)) if result.std is not None
                                  else np.full(k, np.nan)),
     }  # fmt: skip
@@ -202,21 +105,19 @@ def _row(result: Any, task: str, save_masks: bool) -> dict[str, Any]:
     return row
 
 
-def _write_row(f: Any, i: int, row: dict[str, Any]) -> None:
-    for key, value in row.items():
-        if key == "mask":
-            rows, cols = value.shape
-            if rows > f["masks"].shape[1] or cols > f["masks"].shape[2]:
-                raise ValueError(f"mask {value.shape} larger than the masks dataset {f['masks'].shape[1:]}")
-            f["masks"][i, :rows, :cols] = value.astype(np.uint8)
-            f["image_shapes"][i] = (rows, cols)
-        else:
-            f[key][i] = value
+def _shard(n: int, rank: int, world: int, chunk: int = 1) -> tuple[int, int]:
+    """Contiguous [start, stop) of rank ``rank`` among ``world``, on chunk boundaries.
 
+    The ``ceil(n / chunk)`` chunks are shared out (counts differ by at most one, the last ranks get fewer
+    or none), so every rank's batches are exactly the chunks a single process forms: 13 items, chunk 5,
+    2 ranks -> [0, 10) and [10, 13).
+    """
+    chunks = -(-n // chunk)
 
-def _shard(n: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous [start, stop) of rank ``rank`` among ``world`` (sizes differ by at most one)."""
-    return n * rank // world, n * (rank + 1) // world
+    def edge(r: int) -> int:
+        return min(n, -(-chunks * r // world) * chunk)
+
+    return edge(rank), edge(rank + 1)
 
 
 def _kill_after() -> int | None:
@@ -224,42 +125,44 @@ def _kill_after() -> int | None:
     return int(value) if value else None
 
 
-def _run_shard(predictor: Predictor, archive: InputArchive, f: Any, start: int, *, chunk: int,
-               save_masks: bool, progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
-    """Predict every row of ``f`` not yet done (row j = input item start + j), flushing per chunk.
+def _count_done(done: Any, block: int = 1 << 20) -> int:
+    """Number of rows flagged done, read in blocks (memory does not grow with the archive)."""
+    return sum(int(done[i : i + block].sum()) for i in range(0, done.shape[0], block))
 
-    A chunk's images are read together and predicted in batches (``Predictor.predict_many``); its rows are
-    written with one HDF5 write per dataset. A chunk is redone whole after a kill, so its batches, and thus
-    its results, are the same bit for bit.
+
+def _run_shard(predictor: Any, archive: InputArchive, f: Any, start: int, *, chunk: int,
+               save_masks: bool, progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
+    """Predict every chunk of ``f`` not yet done (row j = input item start + j), flushing per chunk.
+
+    ``start`` is a multiple of ``chunk``, so the rows ``[first, first + chunk)`` are always the same
+    absolute chunk of the input: a chunk is redone whole after a kill, with the same batches, and thus the
+    same results bit for bit.
     """
     n = f["done"].shape[0]
-    done = f["done"][()].astype(bool)
-    todo = [j for j in range(n) if not done[j]]
+    n_done = _count_done(f["done"])
+    if progress is not None:
+        progress(n_done, n)
     kill_after, processed = _kill_after(), 0
-    for first in range(0, len(todo), chunk):
-        rows = todo[first : first + chunk]
-        outcomes = _predict_chunk(predictor, archive, [start + j for j in rows], save_masks)
-        for j, (_, value) in zip(rows, outcomes):
-            if isinstance(value, Exception):  # any failure of one item is recorded; the job goes on
-                f["failed"][j] = 1
-                f["error"][j] = f"{type(value).__name__}: {value}".encode()[: h5out.ERROR_LEN]
-        ids = [archive.item_id(start + j).encode("utf-8")[:128] for j in rows]
-        _write_rows(f, rows, ids, outcomes)
-        processed += len(rows)
+    for first in range(0, n, chunk):
+        stop = min(first + chunk, n)
+        flags = f["done"][first:stop]
+        if flags.all():
+            continue
+        n_done -= int(flags.sum())
+        items = list(range(start + first, start + stop))
+        outcomes = _predict_chunk(predictor, archive, items, save_masks)
+        _write_rows(f, first, archive.item_ids(start + first, start + stop), outcomes)
+        processed += stop - first
         if kill_after is not None and processed >= kill_after:  # tests: die before this chunk is marked done
             os.kill(os.getpid(), signal.SIGKILL)
-        f["done"][_selection(rows)] = 1
+        f["done"][first:stop] = 1
         f.flush()  # the done flags after the chunk's results: a kill before this line redoes the chunk
+        n_done += stop - first
         if progress is not None:
-            progress(n - len(todo) + first + len(rows), n)
+            progress(n_done, n)
 
 
-def _selection(rows: list[int]) -> slice | list[int]:
-    """An HDF5 selection of increasing ``rows``: a slice when they are contiguous (one fast write)."""
-    return slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else rows
-
-
-def _predict_chunk(predictor: Predictor, archive: InputArchive, items: list[int],
+def _predict_chunk(predictor: Any, archive: Any, items: list[int],
                    save_masks: bool) -> list[tuple[float, dict[str, Any] | Exception]]:  # fmt: skip
     """(pixel size or NaN, result row or the exception) per item; bad items do not stop the others."""
     read: list[tuple[int, Micrograph]] = []
@@ -299,30 +202,61 @@ def _size(m: Micrograph) -> float:
     return float(m.pixel_size_um) if m.pixel_size_um else np.nan
 
 
-def _write_rows(f: Any, rows: list[int], ids: list[bytes],
+def _write_rows(f: Any, first: int, ids: list[str],
                 outcomes: list[tuple[float, dict[str, Any] | Exception]]) -> None:  # fmt: skip
-    """Write a chunk's ids, pixel sizes and results: one write per dataset (rows of failed items keep NaN)."""
-    sel = _selection(rows)
-    f["ids"][sel] = np.array(ids, dtype=f["ids"].dtype)
+    """Write the rows ``first..`` of one chunk, every dataset in one write (failed rows get the fill value).
+
+    Every row of the chunk is overwritten, so a chunk redone after a kill leaves nothing of the first try.
+    """
+    sel = slice(first, first + len(outcomes))
+    values = [v for _, v in outcomes]
+    f["ids"][sel] = np.array([s.encode("utf-8")[:128] for s in ids], dtype=f["ids"].dtype)
     f["pixel_size_um"][sel] = np.array([size for size, _ in outcomes], dtype=f["pixel_size_um"].dtype)
-    good = [(j, v) for j, (_, v) in zip(rows, outcomes) if not isinstance(v, Exception)]
-    if not good:
-        return
-    for key in good[0][1]:
-        if key == "mask":
-            for j, v in good:
-                _write_row(f, j, {"mask": v["mask"]})
-        elif len(good) == len(rows):
-            f[key][sel] = np.stack([v[key] for _, v in good])
-        else:
-            for j, v in good:
-                f[key][j] = v[key]
+    f["failed"][sel] = np.array([isinstance(v, Exception) for v in values], dtype=np.uint8)
+    errors = [f"{type(v).__name__}: {v}".encode()[: h5out.ERROR_LEN] if isinstance(v, Exception) else b""
+              for v in values]  # fmt: skip
+    f["error"][sel] = np.array(errors, dtype=f["error"].dtype)
+    for key in (k for k in f if k not in _BOOKKEEPING):
+        ds = f[key]
+        fill = np.full(ds.shape[1:], ds.fillvalue, dtype=ds.dtype)
+        ds[sel] = np.stack([fill if isinstance(v, Exception) else np.asarray(v[key], ds.dtype)
+                            for v in values])  # fmt: skip
+    if "masks" in f:
+        _write_masks(f, first, values)
 
 
-def _as_predictor(models: Predictor | str | Path | Sequence[str | Path], kwargs: dict[str, Any]):
-    """(Predictor, [{"name", "sha256"}]) from a Predictor or checkpoint path(s)."""
-    if isinstance(models, Predictor):
-        return models, [{"name": n, "sha256": ""} for n in models.names]
+def _write_masks(f: Any, first: int, values: list[dict[str, Any] | Exception]) -> None:
+    masks = f["masks"]
+    shapes = np.zeros((len(values), 2), dtype=np.int32)
+    for n, v in enumerate(values):
+        row = np.full(masks.shape[1:], 255, dtype=np.uint8)
+        if not isinstance(v, Exception):
+            rows, cols = v["mask"].shape
+            if rows > masks.shape[1] or cols > masks.shape[2]:
+                raise ValueError(f"mask {v['mask'].shape} larger than the masks dataset {masks.shape[1:]}")
+            row[:rows, :cols] = v["mask"]
+            shapes[n] = (rows, cols)
+        masks[first + n] = row
+    f["image_shapes"][first : first + len(values)] = shapes
+
+
+def _weights_sha256(model: Any) -> str:
+    """SHA-256 over a module's state dict (names and raw tensor bytes): identifies in-memory weights."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _as_predictor(models: Any, kwargs: dict[str, Any]) -> tuple[Any, list[dict[str, str]]]:
+    """(predictor, [{"name", "sha256"}]) from a ready predictor (CNN or classical) or checkpoint path(s)."""
+    if hasattr(models, "predict_many"):
+        members = getattr(models, "models", [])
+        return models, [{"name": n, "sha256": "", "weights_sha256": _weights_sha256(m)}
+                        for n, m in zip(models.names, members)]  # fmt: skip
     paths = [Path(models)] if isinstance(models, (str, Path)) else [Path(p) for p in models]
     predictor = Predictor.from_checkpoint(paths, **kwargs)
     return predictor, [{"name": p.name, "sha256": sha256_file(p)} for p in paths]
@@ -336,8 +270,92 @@ def _dist_place() -> tuple[int, int]:
     return 0, 1
 
 
+def _on_all_ranks(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on this rank; if it fails on any rank, every rank raises (none waits for a rank that
+    gave up at the next barrier)."""
+    error, value = None, None
+    try:
+        value = fn(*args)
+    except MicrocnnError as exc:
+        error = exc
+    _, world = _dist_place()
+    if world > 1:
+        import torch.distributed as dist
+
+        messages: list[str | None] = [None] * world
+        dist.all_gather_object(messages, None if error is None else str(error))
+        failed = next(((r, m) for r, m in enumerate(messages) if m), None)
+        if error is None and failed is not None:
+            raise BatchJobError(f"Rank {failed[0]} stopped the job: {failed[1]}")
+    if error is not None:
+        raise error
+    return value
+
+
+def _shared_input_hash(stored: str | None, path: Path) -> str:
+    """The input's SHA-256: a stored one (this job's own shard file) if any rank has it, else hashed once
+    (by rank 0 under torchrun, then broadcast)."""
+    rank, world = _dist_place()
+    if world == 1:
+        return stored or sha256_file(path)
+    import torch.distributed as dist
+
+    known: list[str | None] = [None] * world
+    dist.all_gather_object(known, stored)
+    found = next((h for h in known if h), None)
+    if found:
+        return found
+    box = [sha256_file(path) if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def _options(predictor: Any, *, chunk: int, save_masks: bool, world: int) -> dict[str, Any]:
+    """Everything that changes the numbers (or the layout) of the output; part of the job key."""
+    found = {name: getattr(predictor, name, None) for name in ("tile", "overlap", "blend", "batch_size")}
+    tta, rescale = len(getattr(predictor, "transforms", ())) > 1, bool(getattr(predictor, "rescale", False))
+    device = str(getattr(predictor, "device", "cpu"))
+    # CPU kernels split work by thread and round accordingly: the thread count is part of the numbers
+    threads = _cpu_threads() if device == "cpu" and getattr(predictor, "models", None) else None
+    return {"save_masks": save_masks, "tta": tta, **found, "rescale": rescale, "device": device,
+            "cpu_threads": threads, "world_size": world, "chunk": chunk}  # fmt: skip
+
+
+def _cpu_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _job_attrs(predictor: Any, hashes: list[dict[str, str]], archive: InputArchive,
+               options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Provenance attributes (all but the input hash and times) and the job key.
+
+    The job is identified by the models' sha256, the input's path, size and mtime (not its hash, so that
+    a resume need not re-read it), the dataset, the options and the microcnn version.
+    """
+    from microcnn import __version__
+
+    meta, identity = predictor.metadata, input_identity(archive.path)
+    job = {"models": hashes, "method": predictor.method, "input": identity, "dataset": "/" + archive.dataset,
+           "options": options, "microcnn_version": __version__}  # fmt: skip
+    job_json = json.dumps(job, sort_keys=True)
+    return {
+        "format": h5out.FORMAT, "format_version": h5out.FORMAT_VERSION, "task": predictor.task,
+        "class_names": json.dumps(predictor.class_names),
+        "target_names": json.dumps(list(meta.get("target_names") or [])),
+        "target_units": json.dumps(list(meta.get("target_units") or [])),
+        "models": json.dumps(hashes), "microcnn_version": __version__,
+        "input_path": identity["path"], "input_size_bytes": identity["size_bytes"],
+        "dataset": "/" + archive.dataset,
+        "preprocessing": json.dumps(meta.get("preprocessing") or {}, default=str),
+        "options": json.dumps(options), "method": predictor.method,
+        "job": job_json, "job_key": hashlib.sha256(job_json.encode()).hexdigest(),
+    }  # fmt: skip
+
+
 def predict_archive(
-    models: Predictor | str | Path | Sequence[str | Path],
+    models: Predictor | str | Path | Sequence[str | Path] | Any,
     input_path: str | Path,
     output_path: str | Path,
     *,
@@ -350,49 +368,66 @@ def predict_archive(
     """Predict every image of an HDF5 archive into a results file (see the module docstring).
 
     Args:
-        models: checkpoint path(s) (an ensemble) or a ready :class:`Predictor`.
+        models: checkpoint path(s) (an ensemble), a ready :class:`Predictor`, or a
+            :class:`~microcnn.inference.classical.ClassicalPredictor` (Otsu, watershed ...).
         input_path: HDF5 file; ``dataset`` names its (N, H, W[, C]) images (default the archive's /images).
-        output_path: results file; must not exist. ``<output>.partial`` holds an unfinished job.
-        chunk: rows per flush (and per HDF5 chunk): smaller resumes with less lost work.
+        output_path: results file. ``<output>.partial`` holds an unfinished job, ``<output>.lock`` the lock.
+        chunk: rows per batch, flush and HDF5 chunk: smaller resumes with less lost work. Part of the job:
+            a resume must use the same chunk.
         save_masks: segmentation: also store each class mask (uint8, 255 = padding).
-        progress: callback (items done, items total) of this rank, after each chunk.
+        progress: callback (items done, items total) of this rank, at the start and after each chunk.
         predictor_kwargs: device, tile, overlap, tta, batch_size ... for ``Predictor.from_checkpoint``.
 
     Under torchrun (a process group initialised), each rank predicts its shard and rank 0 joins them.
 
     Returns:
-        BatchSummary over all ranks (rank 0) or this rank's shard (other ranks).
+        BatchSummary over all ranks (rank 0) or this rank's shard (other ranks); ``already_done`` when the
+        output already was this job's finished result.
 
     Raises:
         DatasetError: the input is missing, not HDF5, truncated, or lacks ``dataset`` (before any work).
-        BatchJobError: the output exists, another job writes it, or a partial file is from another job.
+        BatchJobError: another job holds the output, the output exists from another job, or a partial file
+            is from another job (or another chunk).
     """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1 rows; got {chunk}.")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a whole number of rows >= 1; got {chunk!r}. Use e.g. 16.")
     output = Path(output_path)
-    h5out.check_output_free(output)
     archive = InputArchive(input_path, dataset)
+    rank, world = _dist_place()
+    lock = JobLock(lock_path(output if rank == 0 else h5out.rank_path(output, rank)), what=output)
     try:
+        _on_all_ranks(lock.acquire)  # first: a second job fails here, before any hashing or model loading
+        _on_all_ranks(_refuse_foreign_output, output)
         predictor, hashes = _as_predictor(models, dict(predictor_kwargs or {}))
-        return _predict_opened(predictor, hashes, archive, output, chunk=chunk, save_masks=save_masks,
+        options = _options(predictor, chunk=chunk, save_masks=save_masks, world=world)
+        attrs = _job_attrs(predictor, hashes, archive, options)
+        if _on_all_ranks(h5out.finished_job, output, attrs):
+            return replace(_summarise(output), already_done=True)
+        return _predict_locked(predictor, archive, output, attrs, chunk=chunk, save_masks=save_masks,
                                progress=progress)  # fmt: skip
     finally:
+        lock.release()
         archive.close()
 
 
-def _predict_opened(predictor: Predictor, hashes: list[dict[str, str]], archive: InputArchive, output: Path,
-                    *, chunk: int, save_masks: bool, progress: Any) -> BatchSummary:  # fmt: skip
+def _refuse_foreign_output(output: Path) -> None:
+    """An existing output that is not a results file of ours is refused before any model is loaded."""
+    if output.exists() and not h5out.is_our_output(output):
+        h5out.finished_job(output, {})  # raises "already exists"
+
+
+def _predict_locked(predictor: Any, archive: InputArchive, output: Path, attrs: dict[str, Any], *,
+                    chunk: int, save_masks: bool, progress: Any) -> BatchSummary:  # fmt: skip
     from microcnn.engine.distributed import barrier
 
     rank, world = _dist_place()
-    options = {"save_masks": save_masks, "tta": len(predictor.transforms) > 1, "tile": predictor.tile,
-               "overlap": predictor.overlap, "blend": predictor.blend, "world_size": world}  # fmt: skip
-    attrs = _provenance(predictor, hashes, archive, options)
-    start, stop = _shard(len(archive), rank, world)
+    start, stop = _shard(len(archive), rank, world, chunk)
     target = output if world == 1 else h5out.rank_path(output, rank)
-    if not target.exists():  # a rank file from a killed joined run is already final
-        _write_file(predictor, archive, target, attrs, start, stop, chunk=chunk, save_masks=save_masks,
-                    progress=progress)  # fmt: skip
+    final, stored = _on_all_ranks(_shard_state, target, attrs)
+    attrs = {**attrs, "input_sha256": _shared_input_hash(stored, archive.path)}
+    if not final:  # a rank file from a killed joined run may already be final
+        _on_all_ranks(_write_file, predictor, archive, target, attrs, (start, stop), chunk, save_masks,
+                      progress)  # fmt: skip
     barrier()
     if world > 1 and rank == 0:
         shards = [h5out.rank_path(output, r) for r in range(world)]
@@ -401,8 +436,28 @@ def _predict_opened(predictor: Predictor, hashes: list[dict[str, str]], archive:
     return _summarise(output if (world == 1 or rank == 0) else target)
 
 
-def _write_file(predictor: Predictor, archive: InputArchive, target: Path, attrs: dict[str, Any], start: int,
-                stop: int, *, chunk: int, save_masks: bool, progress: Any) -> None:  # fmt: skip
+def _shard_state(target: Path, attrs: dict[str, Any]) -> tuple[bool, str | None]:
+    """(this shard's file is already final, the input hash stored in its final or partial file).
+
+    Raises BatchJobError when either file belongs to another job.
+    """
+    import h5py
+
+    if h5out.finished_job(target, attrs):
+        with h5py.File(target, "r") as f:
+            return True, str(f.attrs["input_sha256"])
+    partial = h5out.partial_path(target)
+    if partial.exists() and h5out.is_our_output(partial):
+        with h5py.File(partial, "r", locking=False) as f:
+            h5out.check_same_job(f, partial, attrs)
+            return False, str(f.attrs["input_sha256"])
+    return False, None
+
+
+def _write_file(predictor: Any, archive: InputArchive, target: Path, attrs: dict[str, Any],
+                rows: tuple[int, int], chunk: int, save_masks: bool, progress: Any) -> None:  # fmt: skip
+    """Predict input items ``rows`` = [start, stop) into ``target`` (via its partial file), then publish."""
+    start, stop = rows
     mask_shape = None
     if save_masks and predictor.task == "segmentation":
         mask_shape = (int(archive.shape[1]), int(archive.shape[2]))
@@ -413,6 +468,7 @@ def _write_file(predictor: Predictor, archive: InputArchive, target: Path, attrs
         if "started_at" not in f.attrs:
             f.attrs["started_at"] = _now()
         _run_shard(predictor, archive, f, start, chunk=chunk, save_masks=save_masks, progress=progress)
+        _check_input_unchanged(archive.path, attrs, h5out.partial_path(target))
         failed = f["failed"][()]
         f.attrs["n_items"], f.attrs["n_failed"] = int(failed.size), int(failed.sum())
         f.attrs["status"] = "partial" if failed.any() else "complete"
@@ -422,6 +478,17 @@ def _write_file(predictor: Predictor, archive: InputArchive, target: Path, attrs
     finally:
         f.close()
     h5out.publish(h5out.partial_path(target), target)
+
+
+def _check_input_unchanged(path: Path, attrs: dict[str, Any], partial: Path) -> None:
+    """The input's path, size and mtime are still those the job started with (its hash stays valid)."""
+    before, now = json.loads(attrs["job"])["input"], input_identity(path)
+    if now != before:
+        raise BatchJobError(
+            f"The input '{path}' changed while the job ran (size/mtime {before['size_bytes']}/"
+            f"{before['mtime_ns']} -> {now['size_bytes']}/{now['mtime_ns']}); its results would mix two "
+            f"inputs. Delete '{partial}' and run the job again on the final input."
+        )
 
 
 def _finish_attrs(shards: list[Path]) -> dict[str, Any]:
@@ -444,10 +511,10 @@ def _summarise(path: Path) -> BatchSummary:
     with h5py.File(path, "r") as f:
         failed = np.flatnonzero(f["failed"][()]) + int(f.attrs.get("first_item", 0))
         n = int(f["done"].shape[0])
-        return BatchSummary(n_items=n, n_done=int(f["done"][()].sum()), n_failed=int(failed.size),
+        return BatchSummary(n_items=n, n_done=_count_done(f["done"]), n_failed=int(failed.size),
                             failed=[int(i) for i in failed], status="partial" if failed.size else "complete",
                             output=path)  # fmt: skip
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")

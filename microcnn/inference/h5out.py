@@ -20,13 +20,18 @@ masks, image_shapes         (N, H, W) uint8 segmentation with save_masks: class 
 Rows of failed items hold NaN. Every dataset is chunked explicitly and written with ``fletcher32`` (masks
 also gzip), so flipped bytes raise an error on read instead of reading back wrong. Attributes: format,
 format_version, task, class_names, target_names, target_units (JSON), provenance (models with sha256,
-microcnn version, input path/size/sha256, dataset, preprocessing, options, started_at, finished_at), and
-``complete`` — set last, just before the file is renamed from ``<output>.partial`` to its final name.
+microcnn version, input path/size/sha256, dataset, preprocessing, options, started_at, finished_at), the
+job description ``job`` (JSON) and its hash ``job_key``, and ``complete`` — set last, just before the file
+is renamed from ``<output>.partial`` to its final name.
+
+A partial file is built whole under ``<output>.partial.new`` and renamed, so ``<output>.partial`` always
+has every dataset. Everything here assumes the caller holds the job lock (:mod:`.joblock`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +41,8 @@ import numpy as np
 
 from microcnn.errors import MicrocnnError
 from microcnn.io.atomic import replace_durably
+
+log = logging.getLogger(__name__)
 
 FORMAT = "microcnn-predictions"
 FORMAT_VERSION = 1
@@ -83,16 +90,27 @@ def _create_datasets(f: Any, specs: dict[str, Any], chunk: int) -> None:
     for name, (shape, dtype, fill) in specs.items():
         rows = max(1, min(chunk, shape[0])) if name != "masks" else 1
         extra: dict[str, Any] = {"compression": "gzip", "shuffle": True} if name == "masks" else {}
+        if shape[0] == 0:  # an empty shard (more ranks than chunks): HDF5 needs room for one chunk
+            extra["maxshape"] = (None, *shape[1:])
         f.create_dataset(name, shape=shape, dtype=dtype, chunks=(rows, *shape[1:]), fletcher32=True,
                          fillvalue=fill, **extra)  # fmt: skip
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def open_partial(path: Path, *, specs: dict[str, Any], attrs: dict[str, Any], chunk: int) -> Any:
-    """Open ``<path>.partial`` to resume (same job only) or create it with ``"w-"`` (never ``"w"``).
+    """Open ``<path>.partial`` to resume (same job only) or create it; call while holding the job lock.
+
+    A new partial file is built under ``<path>.partial.new`` (``"w-"``, never ``"w"``) and renamed once
+    all its datasets exist, so ``<path>.partial`` is always a whole layout. An existing one is moved to
+    ``.damaged`` (and a fresh one started) only when it does not parse as a partial output of ours; a
+    failure to *open* a sound one (another process has it open, locks unsupported, permissions) changes
+    nothing.
 
     Raises:
-        BatchJobError: another process is writing it, or it belongs to a different job (other input or
-            models): the message says which file to delete.
+        BatchJobError: it belongs to a different job (the message names what differs), or it cannot be
+            opened although it is sound.
     """
     import h5py
 
@@ -100,38 +118,106 @@ def open_partial(path: Path, *, specs: dict[str, Any], attrs: dict[str, Any], ch
     if tmp.exists():
         try:
             f = h5py.File(tmp, "r+")
-        except BlockingIOError:
-            raise BatchJobError(f"Another job is writing '{tmp}' (the file is locked). Wait for it to finish "
-                                "or stop it; two jobs must not write one output.") from None  # fmt: skip
         except OSError as exc:
+            if is_our_output(tmp):
+                raise _open_error(tmp, exc) from None
             damaged = tmp.with_name(tmp.name + ".damaged")
             os.replace(tmp, damaged)
-            raise BatchJobError(f"The unfinished output '{tmp}' is damaged ({exc}); it was moved to "
-                                f"'{damaged}'. Run the command again to start over.") from None  # fmt: skip
-        _check_same_job(f, tmp, attrs)
-        return f
+            log.warning("'%s' is damaged (%s); moved it to '%s' and started over.", tmp, exc, damaged)
+        else:
+            try:
+                check_same_job(f, tmp, attrs)
+            except BaseException:
+                f.close()
+                raise
+            return f
+    return _create_partial(tmp, specs, attrs, chunk)
+
+
+def _open_error(tmp: Path, exc: OSError) -> BatchJobError:
+    text = str(exc).lower()
+    if isinstance(exc, BlockingIOError) or "lock" in text:
+        return BatchJobError(f"'{tmp}' is open in another process (a reader such as h5py, HDFView or the "
+                             f"app?) or its file system refuses HDF5 locks ({exc}); it was left as it is. "
+                             "Close the other program and run the command again.")  # fmt: skip
+    return BatchJobError(f"'{tmp}' is a sound unfinished output but cannot be opened for writing ({exc}); "
+                         "it was left as it is. Check its permissions and free disk space.")  # fmt: skip
+
+
+def is_our_output(path: Path) -> bool:
+    """Whether ``path`` parses as a results file of ours: HDF5 signature, opens, format attribute."""
+    import h5py
+
     try:
-        f = h5py.File(tmp, "w-")
+        with open(path, "rb") as fh:
+            if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return False
+        with h5py.File(path, "r", locking=False) as f:
+            return f.attrs.get("format") == FORMAT and "done" in f
+    except (OSError, RuntimeError, KeyError):
+        return False
+
+
+def _create_partial(tmp: Path, specs: dict[str, Any], attrs: dict[str, Any], chunk: int) -> Any:
+    import h5py
+
+    new = tmp.with_name(tmp.name + ".new")
+    new.unlink(missing_ok=True)  # left by a job killed while creating it (we hold the job lock)
+    try:
+        with h5py.File(new, "w-") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            f.attrs["complete"] = False
+            _create_datasets(f, specs, chunk)
     except (BlockingIOError, FileExistsError, OSError) as exc:
-        raise BatchJobError(
-            f"Another job is writing '{tmp}' ({exc}). Two jobs must not write one output."
-        ) from None
-    for key, value in attrs.items():
-        f.attrs[key] = value
-    f.attrs["complete"] = False
-    _create_datasets(f, specs, chunk)
-    f.flush()
-    return f
+        raise BatchJobError(f"Cannot create '{new}' ({exc}). Check the folder's permissions and free space."
+                            ) from None  # fmt: skip
+    replace_durably(new, tmp)
+    return h5py.File(tmp, "r+")
 
 
-def _check_same_job(f: Any, tmp: Path, attrs: dict[str, Any]) -> None:
-    for key in ("job_key",):
-        if f.attrs.get(key) != attrs.get(key):
-            f.close()
+def job_difference(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """'key: stored -> current' for every leaf where two job descriptions differ."""
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += job_difference(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+_RESUME_HINTS = {  # option -> how to resume with the value the file was started with
+    "chunk": "rerun with --chunk {was}",
+    "cpu_threads": "rerun with OMP_NUM_THREADS={was} (CPU kernels round differently per thread count)",
+}
+
+
+def check_same_job(f: Any, path: Path, attrs: dict[str, Any]) -> None:
+    """BatchJobError unless the file ``f`` (at ``path``) was written by the job that ``attrs`` describe.
+
+    The message names what differs; for a chunk or thread count it says how to resume instead.
+    """
+    if f.attrs.get("job_key") == attrs.get("job_key"):
+        return
+    try:
+        stored, current = json.loads(f.attrs.get("job", "{}")), json.loads(attrs.get("job", "{}"))
+    except (TypeError, ValueError):
+        stored, current = {}, {}
+    diff = job_difference(stored, current)
+    keys = [d.split(":")[0] for d in diff]
+    for key, hint in _RESUME_HINTS.items():
+        if keys == [f"options.{key}"]:  # the only difference: say how to resume
+            was, now = stored["options"].get(key), current["options"].get(key)
             raise BatchJobError(
-                f"'{tmp}' is an unfinished output of a different job (other input, models or options). "
-                "Delete it to start over, or run the original command to finish it."
+                f"'{path}' was started with {key}={was}; this run has {key}={now}. Results depend on how "
+                f"items are batched and computed, so a resume must keep it: {hint.format(was=was)}, or "
+                "delete the file to start over."
             )
+    what = "; ".join(diff[:4]) if diff else "other input, models or options"
+    raise BatchJobError(f"'{path}' is an output of a different job ({what}). Delete it to start over, or run "
+                        "the original command to finish it.")  # fmt: skip
 
 
 def publish(tmp: Path, path: Path) -> None:
@@ -139,12 +225,22 @@ def publish(tmp: Path, path: Path) -> None:
     replace_durably(tmp, path)
 
 
-def check_output_free(path: Path) -> None:
-    """The final output must not exist yet (it is never overwritten or truncated)."""
-    if path.exists():
-        raise BatchJobError(
-            f"Output '{path}' already exists (a finished job). Choose another --output or delete it first."
-        )
+def finished_job(path: Path, attrs: dict[str, Any]) -> bool:
+    """True when ``path`` is the finished output of this very job; BatchJobError when it is anything else.
+
+    A kill right after the final rename leaves a finished output: rerunning the same command recognises it
+    (by its job key) instead of failing; an output of another job, or any other file, is never touched.
+    """
+    import h5py
+
+    if not path.exists():
+        return False
+    if is_our_output(path):
+        with h5py.File(path, "r") as f:
+            if bool(f.attrs.get("complete", False)) and f.attrs.get("job_key") == attrs.get("job_key"):
+                return True
+    raise BatchJobError(f"Output '{path}' already exists (another job's result, or another file). Choose "
+                        "another --output or delete it first.")  # fmt: skip
 
 
 def write_virtual(path: Path, shard_paths: Sequence[Path], attrs: dict[str, Any]) -> None:

@@ -1,93 +1,30 @@
-"""HDF5 batch prediction: values, failures, locking, atomicity, SIGKILL + resume, torchrun sharding."""
+"""HDF5 batch prediction: values, failures, bad input, refusals. Locking and job identity are in
+test_inference_batch_jobs.py, resume/scale-out/memory in test_inference_batch_resume.py, the other tasks and
+classical methods in test_inference_batch_tasks.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import tracemalloc
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import torch
+from batch_support import Stop, make_archive, make_model, stop_after
 
+from microcnn.cli import main as cli_main
 from microcnn.errors import DatasetError
 from microcnn.inference.batch import predict_archive
 from microcnn.inference.h5out import BatchJobError, partial_path
 from microcnn.inference.predictor import Predictor
-from microcnn.io.hdf5 import ArchiveWriter
 from microcnn.io.hdf5_reader import open_archive
 
 N_ITEMS = 24
-SPEC = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 1, "base_channels": 4}
-META = {
-    "model": SPEC,
-    "task": "segmentation",
-    "class_names": ["matrix", "pore"],
-    "preprocessing": {"augment": []},
-}
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
-def make_archive(path: Path, n: int, *, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    with ArchiveWriter(path, task="segmentation", image_shape=(32, 32), class_names=["matrix", "pore"]) as w:
-        for i in range(n):
-            rows, cols = (int(v) for v in rng.integers(20, 33, 2))
-            image = rng.random((rows, cols)).astype(np.float32)
-            w.append(image, mask=np.zeros((rows, cols), np.uint8), pixel_size_um=0.25, name=f"img{i:03d}")
-    return path
-
-
-def make_model(path: Path) -> Path:
-    from microcnn.engine.checkpoint import save_weights
-    from microcnn.models import build_model
-
-    with torch.random.fork_rng():
-        torch.manual_seed(3)
-        net = build_model(SPEC).eval()
-    save_weights(net, path, META)
-    return path
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory) -> dict[str, Path]:
+def job(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("batch")
     return {"dir": d, "input": make_archive(d / "in.h5", N_ITEMS), "model": make_model(d / "m.safetensors")}
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "microcnn", "predict-h5", *args]
-    return subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, timeout=120)
-
-
-def cli_job(job: dict[str, Path], out: Path, *extra: str, env: dict[str, str] | None = None):
-    return cli("--model", str(job["model"]), "--input", str(job["input"]), "--output", str(out),
-               "--device", "cpu", "--chunk", "3", "--save-masks", *extra, env=env)  # fmt: skip
-
-
-def datasets(path: Path) -> dict[str, np.ndarray]:
-    with h5py.File(path, "r") as f:
-        return {k: f[k][()] for k in f}
-
-
-def assert_bitwise_equal(a: Path, b: Path) -> None:
-    da, db = datasets(a), datasets(b)
-    assert sorted(da) == sorted(db)
-    for key in da:
-        assert da[key].dtype == db[key].dtype, key
-        assert da[key].tobytes() == db[key].tobytes(), f"/{key} differs"
-
-
-@pytest.fixture(scope="module")
-def baseline(job) -> Path:
-    out = job["dir"] / "baseline.h5"
-    proc = cli_job(job, out)
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 def test_results_equal_per_image_prediction_and_hand_counted_fractions(job, tmp_path):
@@ -114,7 +51,7 @@ def test_results_equal_per_image_prediction_and_hand_counted_fractions(job, tmp_
     assert not partial_path(out).exists()
 
 
-def test_a_corrupt_item_is_recorded_and_the_rest_completes(job, tmp_path):
+def test_a_corrupt_item_is_recorded_and_the_rest_completes(job, tmp_path, capsys):
     src = tmp_path / "bad.h5"
     shutil.copy(job["input"], src)
     with h5py.File(src, "r") as f:
@@ -122,10 +59,10 @@ def test_a_corrupt_item_is_recorded_and_the_rest_completes(job, tmp_path):
     with open(src, "r+b") as fh:  # flip bytes inside item 5's chunk: fletcher32 must catch it
         fh.seek(info.byte_offset + 10)
         fh.write(b"\xff\x00\xff\x00")
-    proc = cli("--model", str(job["model"]), "--input", str(src), "--output", str(tmp_path / "o.h5"),
-               "--device", "cpu")  # fmt: skip
-    assert proc.returncode == 3, proc.stderr
-    assert "failed items (1): 5" in proc.stdout
+    rc = cli_main(["predict-h5", "--model", str(job["model"]), "--input", str(src), "--output",
+                   str(tmp_path / "o.h5"), "--device", "cpu"])  # fmt: skip
+    assert rc == 3
+    assert "failed items (1): 5" in capsys.readouterr().out
     with h5py.File(tmp_path / "o.h5", "r") as f:
         assert list(np.flatnonzero(f["failed"][()])) == [5] and f.attrs["status"] == "partial"
         assert b"OSError" in f["error"][5] or b"RuntimeError" in f["error"][5]
@@ -156,88 +93,19 @@ def test_existing_output_is_never_overwritten(job, tmp_path):
     with pytest.raises(BatchJobError, match="already exists"):
         predict_archive([job["model"]], job["input"], out, predictor_kwargs={"device": "cpu"})
     assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5"]  # no partial file, no lock file left
 
 
-def test_second_job_on_the_same_output_fails_fast_without_damage(job, tmp_path, baseline):
+def test_partial_file_of_another_job_is_not_mixed_in_and_the_message_names_the_difference(job, tmp_path):
     out = tmp_path / "o.h5"
-    shutil.copy(baseline, partial_path(out))  # stands in for a running job's file (same job key)
-    size = partial_path(out).stat().st_size
-    holder = subprocess.Popen(  # the running job: another process holding the file open for writing
-        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r+'); print('locked', "
-         "flush=True); time.sleep(60)", str(partial_path(out))], stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(BatchJobError, match="Another job is writing"):
-            predict_archive([job["model"]], job["input"], out, chunk=3, save_masks=True,
-                            predictor_kwargs={"device": "cpu"})  # fmt: skip
-    finally:
-        holder.kill()
-        holder.wait()
-    assert partial_path(out).stat().st_size == size and not out.exists()
-
-
-def test_partial_file_of_another_job_is_not_mixed_in(job, tmp_path, baseline):
-    out = tmp_path / "o.h5"
-    shutil.copy(baseline, partial_path(out))
-    with pytest.raises(BatchJobError, match="different job"):
+    with pytest.raises(Stop):
+        predict_archive([job["model"]], job["input"], out, chunk=3, save_masks=True, progress=stop_after(3),
+                        predictor_kwargs={"device": "cpu"})  # fmt: skip
+    before = partial_path(out).read_bytes()
+    with pytest.raises(BatchJobError, match=r"different job \(options.save_masks: True -> False\)"):
         predict_archive([job["model"]], job["input"], out, chunk=3, save_masks=False,  # other options
                         predictor_kwargs={"device": "cpu"})  # fmt: skip
-
-
-def _kill_and_resume(job: dict[str, Path], out: Path, kills: list[int]) -> None:
-    """Kill after k items (chunks of 2: k = 1 dies mid-chunk, k = 3 after one flushed chunk), then finish."""
-    done = []
-    for k in kills:
-        proc = cli_job(job, out, "--chunk", "2", env={**ENV, "MICROCNN_TEST_KILL_AFTER_ITEMS": str(k)})
-        assert proc.returncode == -9, proc.stderr  # really SIGKILLed
-        assert not out.exists() and partial_path(out).exists()  # final name only when complete
-        with h5py.File(partial_path(out), "r") as f:
-            done.append(int(f["done"][()].sum()))
-    assert done == sorted(done) and done[-1] > 0  # progress survives the kills and is never lost
-    proc = cli_job(job, out, "--chunk", "2")
-    assert proc.returncode == 0, proc.stderr
-
-
-def test_sigkill_and_resume_equals_an_uninterrupted_run_bitwise(job, tmp_path, baseline):
-    out = tmp_path / "o.h5"
-    rng = np.random.default_rng(2024)
-    _kill_and_resume(job, out, [int(k) for k in rng.integers(1, 6, size=3)])
-    assert_bitwise_equal(out, baseline)
-
-
-@pytest.mark.slow
-def test_ten_seeded_sigkills_then_resume_equals_an_uninterrupted_run_bitwise(job, tmp_path, baseline):
-    out = tmp_path / "o.h5"
-    rng = np.random.default_rng(7)
-    _kill_and_resume(job, out, [int(k) for k in rng.integers(1, 4, size=10)])
-    assert_bitwise_equal(out, baseline)
-
-
-def test_two_rank_torchrun_equals_one_rank(job, tmp_path, baseline):
-    out = tmp_path / "o.h5"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "microcnn", "predict-h5", "--model", str(job["model"]), "--input", str(job["input"]),
-           "--output", str(out), "--device", "cpu", "--chunk", "3", "--save-masks"]  # fmt: skip
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with h5py.File(out, "r") as f:
-        assert f["phase_fractions"].is_virtual and f.attrs["complete"] and f.attrs["n_items"] == N_ITEMS
-    assert_bitwise_equal(out, baseline)
-
-
-def test_memory_does_not_grow_with_the_archive(job, tmp_path):
-    """Coarse guard (the real 200 vs 2,000 comparison is benchmarks/bench_batch.py)."""
-    predictor = Predictor.from_checkpoint(job["model"], device="cpu")
-    peaks = []
-    for n in (10, 60):
-        src = make_archive(tmp_path / f"in{n}.h5", n, seed=n)
-        predict_archive(predictor, src, tmp_path / f"w{n}.h5", chunk=5)  # warm-up of lazy imports
-        tracemalloc.start()
-        predict_archive(predictor, src, tmp_path / f"o{n}.h5", chunk=5, save_masks=True)
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    assert peaks[1] < 1.5 * peaks[0] + 200_000
+    assert partial_path(out).read_bytes() == before and not out.exists()
 
 
 def test_an_item_the_model_refuses_is_isolated_from_its_batch(job):
