@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from microcnn.commands.predictor_options import add_predictor_options, predictor_options
+from microcnn.commands.predictor_options import add_model_options, add_predictor_options, build_predictor
 
 DESCRIPTION = """\
-Predict micrographs (files or folders of PNG/TIFF/JPEG/BMP/DM3/DM4) with a trained model or an ensemble.
+Predict micrographs (files or folders of PNG/TIFF/JPEG/BMP/DM3/DM4) with a trained model, an ensemble,
+or a classical baseline that needs no training (--method otsu | multi_otsu | adaptive_threshold | watershed).
 Writes DIR/predictions.csv (one row per image: class probabilities, properties with units, or phase
 fractions, each with its spread when --tta or several --model are given), and for segmentation models
 DIR/<name>_mask.png (class indices) and DIR/<name>_overlay.png.
@@ -23,8 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="+", help="image files and/or folders")
-    parser.add_argument("--model", action="append", required=True, metavar="M.safetensors",
-                        help="model file; repeat for an ensemble")  # fmt: skip
+    add_model_options(parser, model_help="model file; repeat for an ensemble")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--keep-info-bar", action="store_true",
                         help="do not cut off an SEM data bar found at the bottom of an image")  # fmt: skip
@@ -37,10 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from microcnn.inference.files import expand_inputs, predict_files
-    from microcnn.inference.predictor import Predictor
 
     files = expand_inputs(args.images)
-    predictor = Predictor.from_checkpoint(args.model, **predictor_options(args))
+    predictor = build_predictor(args)
     with tqdm(total=len(files), unit="img", desc="predict", disable=None) as bar:  # shows img/s
         rows = predict_files(predictor, files, args.out, progress=lambda done, _t: bar.update(done - bar.n),
                              crop_bar=not args.keep_info_bar)  # fmt: skip
