@@ -104,7 +104,11 @@ def phase_fractions(
     the microstructure, so the CI is honest for clustered phases. With fewer than 4 tiles no CI is given.
     When the result carries probabilities, ``fraction_prob`` is the mean probability of the phase (the
     expected fraction) and, with ``std``, ``fraction_prob_std`` is the mean per-pixel spread over the
-    ensemble/TTA members (an upper bound on the members' spread of the fraction).
+    ensemble/TTA members (an upper bound on the members' spread of the fraction). When it carries the
+    per-sample fractions (``result.member_fractions``, S >= 2 ensemble members x TTA symmetries),
+    ``members_std`` is their population standard deviation and ``ensemble_ci_low`` / ``ensemble_ci_high``
+    the normal interval ``mean ± z·std`` (z = 1.96 for 95 %, clipped to [0, 1]): the model uncertainty of
+    the fraction, next to the sampling uncertainty of the bootstrap.
 
     Args:
         result_or_mask: a SegmentationResult or an (H, W) integer mask of class indices.
@@ -116,7 +120,8 @@ def phase_fractions(
 
     Returns:
         DataFrame, one row per phase: phase, fraction, ci_low, ci_high, method_of_ci
-        [, fraction_prob [, fraction_prob_std]]. Fractions are dimensionless in [0, 1].
+        [, fraction_prob [, fraction_prob_std]] [, members_mean, members_std, ensemble_ci_low,
+        ensemble_ci_high, method_of_ensemble_ci]. Fractions are dimensionless in [0, 1].
 
     Example:
         >>> mask = np.zeros((40, 40), np.uint8); mask[:, :10] = 1
@@ -150,7 +155,22 @@ def phase_fractions(
         df["fraction_prob"] = [float(p[keep].mean()) for p in result.probabilities]
         if result.std is not None:
             df["fraction_prob_std"] = [float(s[keep].mean()) for s in result.std]
+    if result is not None and result.member_fractions is not None and len(result.member_fractions) > 1:
+        _add_ensemble_interval(df, result.member_fractions, ci)
     return df
+
+
+def _add_ensemble_interval(df: pd.DataFrame, members: np.ndarray, ci: float) -> None:
+    """Columns members_mean, members_std (population) and the normal interval mean ± z·std in [0, 1]."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + ci / 2.0)
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    df["members_mean"], df["members_std"] = mean, std
+    df["ensemble_ci_low"] = np.clip(mean - z * std, 0.0, 1.0)
+    df["ensemble_ci_high"] = np.clip(mean + z * std, 0.0, 1.0)
+    df["method_of_ensemble_ci"] = (f"mean ± {z:.3f}·std over {len(members)} samples (ensemble members x "
+                                   f"TTA), {ci:.0%}")  # fmt: skip
 
 
 def _as_labels(binary_or_labels: np.ndarray) -> np.ndarray:

@@ -73,6 +73,9 @@ class SegmentationResult:
         method: how the mask was made, e.g. "otsu" or "unet:model.safetensors".
         meta: JSON-friendly extras (thresholds, number of members ...); arrays such as a particle label
             image (meta["labels"], (H, W) int) may be stored and are summarised by ``to_dict``.
+        member_fractions: (S, K) float, or None: the expected phase fractions (mean class probability
+            over the image) of each of S samples (ensemble member x TTA symmetry); their spread gives the
+            ensemble interval of :func:`~microcnn.analysis.quantify.phase_fractions`.
     """
 
     mask: np.ndarray
@@ -82,6 +85,7 @@ class SegmentationResult:
     pixel_size_um: float | None = None
     method: str = "unknown"
     meta: dict[str, Any] = field(default_factory=dict)
+    member_fractions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         mask = np.asarray(self.mask)
@@ -100,6 +104,12 @@ class SegmentationResult:
         _check_pixel_size(self.pixel_size_um)
         _check_class_array("probabilities", self.probabilities, (k, *mask.shape))
         _check_class_array("std", self.std, (k, *mask.shape))
+        if self.member_fractions is not None:
+            members = np.asarray(self.member_fractions, dtype=np.float64)
+            if members.ndim != 2 or members.shape[1] != k:
+                raise AnalysisError(f"member_fractions must have shape (S, K) = (S, {k}): one row of K "
+                                    f"fractions per sample; got {members.shape}.")  # fmt: skip
+            object.__setattr__(self, "member_fractions", members)
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "class_names", [str(c) for c in self.class_names])
 

@@ -161,6 +161,11 @@ class Predictor:
             >>> Predictor.from_checkpoint("m.safetensors").predict(micrograph).to_dict()   # doctest: +SKIP
         """
         image, factor = self.preprocess(micrograph)
+        return self._predict_prepared(image, factor, micrograph, progress)
+
+    def _predict_prepared(self, image: torch.Tensor, factor: float, micrograph: Micrograph,
+                          progress: Any = None) -> Result:  # fmt: skip
+        """predict() after preprocessing: ``image`` (C, H', W') is ``self.preprocess(micrograph)``."""
         with torch.inference_mode():
             if self.task == "segmentation":
                 return self._segment(image, micrograph, factor, progress)
@@ -198,9 +203,12 @@ class Predictor:
     def _segment(
         self, image: torch.Tensor, micrograph: Micrograph, factor: float, progress: Any
     ) -> SegmentationResult:
-        out = sliding_window(self._dense_fn, image, tile=self.tile, overlap=self.overlap, blend=self.blend,
+        rows, cols = image.shape[-2:]
+        fn = _SampleMeans(self, rows, cols) if self.n_samples > 1 else self._dense_fn
+        out = sliding_window(fn, image, tile=self.tile, overlap=self.overlap, blend=self.blend,
                              batch_size=self.batch_size, progress=progress)  # fmt: skip
-        return self._segmentation_result(out, micrograph, factor)
+        members = fn.fractions() if isinstance(fn, _SampleMeans) else None
+        return self._segmentation_result(out, micrograph, factor, members)
 
     def _dense_fn(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) tiles -> (N, K, h, w) mean probabilities, with their std stacked after when S > 1."""
@@ -208,8 +216,9 @@ class Predictor:
         return torch.cat([mean, std], dim=1) if self.n_samples > 1 else mean
 
     def _segmentation_result(
-        self, out: torch.Tensor, micrograph: Micrograph, factor: float
+        self, out: torch.Tensor, micrograph: Micrograph, factor: float, members: np.ndarray | None = None
     ) -> SegmentationResult:
+        """(K or 2K, H', W') blended mean [and std] -> SegmentationResult; ``members``: (S, K) fractions."""
         spread = self.n_samples > 1
         if factor != 1.0:  # back to the micrograph's own rows/cols
             out = nn.functional.interpolate(out[None], size=micrograph.pixels.shape[:2], mode="bilinear")[0]
@@ -221,17 +230,24 @@ class Predictor:
             mask=probs.numpy().argmax(0).astype(np.uint8 if k < 255 else np.int32),
             class_names=names, probabilities=probs.numpy(), std=out[k:].numpy() if spread else None,
             pixel_size_um=micrograph.pixel_size_um, method=self.method, meta=self._meta(factor),
+            member_fractions=members,
         )  # fmt: skip
 
     def predict_many(self, micrographs: Sequence[Micrograph]) -> list[Result]:
         """Predict several micrographs, batching those that fit in one tile and share a shape.
 
-        Gives the same results as ``[self.predict(m) for m in micrographs]`` (to float rounding of the
-        convolution kernels at another batch size) but, for many small images, with a few large forward
-        passes instead of one per image. A batch holds at most ``batch_size`` tiles' worth of pixels
-        (``batch_size * tile**2``), so memory is bounded as in :meth:`predict`. Images larger than one tile
-        go through :meth:`predict` one by one. Any error (e.g. a wrong channel count) propagates; callers
-        that must isolate a bad item retry it alone.
+        Gives the same results as ``[self.predict(m) for m in micrographs]`` to float rounding, but, for
+        many small images, with a few large forward passes instead of one per image. A batch holds at most
+        ``batch_size`` tiles' worth of pixels (``batch_size * tile**2``), so memory is bounded as in
+        :meth:`predict`. Images larger than one tile go through :meth:`predict` one by one (preprocessed
+        once). Any error (e.g. a wrong channel count) propagates; callers that must isolate a bad item
+        retry it alone.
+
+        Reproducibility: the convolution kernels round differently at another batch size, so an image's
+        result may differ in the last bits (~1e-8) depending on which images share its batch. The batches
+        are a fixed function of the list (same-shaped images in list order, split every
+        ``batch_size * tile**2 // (rows * cols)``): the same list gives the same bits. Batch jobs therefore
+        always pass the same absolute chunk of an archive (:mod:`microcnn.inference.batch`).
 
         Example:
             >>> results = predictor.predict_many([read_micrograph(p) for p in paths])   # doctest: +SKIP
@@ -239,12 +255,12 @@ class Predictor:
         prepared = [self.preprocess(m) for m in micrographs]
         results: list[Result | None] = [None] * len(micrographs)
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (image, _) in enumerate(prepared):
+        for i, (image, factor) in enumerate(prepared):
             rows, cols = image.shape[-2:]
             if rows <= self.tile and cols <= self.tile and self._fits_whole(rows, cols):
                 groups.setdefault(tuple(image.shape), []).append(i)
             else:
-                results[i] = self.predict(micrographs[i])
+                results[i] = self._predict_prepared(image, factor, micrographs[i])
         budget = self.batch_size * self.tile * self.tile
         with torch.inference_mode():
             for shape, members in groups.items():
@@ -263,17 +279,22 @@ class Predictor:
         size = getattr(self.models[0], "exact_input_size", None)
         return size is None or (rows == size and cols == size)
 
-    def _whole_image_outputs(self, batch: torch.Tensor) -> list[torch.Tensor]:
-        """Per-image outputs of a batch of whole images, exactly as predict() computes them for one tile."""
+    def _whole_image_outputs(self, batch: torch.Tensor) -> list[Any]:
+        """Per-image outputs of a batch of whole images, exactly as predict() computes them for one tile.
+
+        Segmentation: (dense (K or 2K, H, W), per-sample fractions (S, K) or None) per image.
+        """
         if self.task == "segmentation":
-            out = self._dense_fn(batch)
-            return [out[n].to(torch.float32) for n in range(out.shape[0])]
+            fn = _SampleMeans(self, *batch.shape[-2:]) if self.n_samples > 1 else self._dense_fn
+            out = fn(batch)
+            members = fn.per_image() if isinstance(fn, _SampleMeans) else [None] * out.shape[0]
+            return [(out[n].to(torch.float32), members[n]) for n in range(out.shape[0])]
         stack = self._samples(batch)  # (S, N, D): each image is a single "tile" of itself
         return [self._reduce_tiles(stack[:, n : n + 1]) for n in range(stack.shape[1])]
 
-    def _result_of_whole(self, value: torch.Tensor, micrograph: Micrograph, factor: float) -> Result:
+    def _result_of_whole(self, value: Any, micrograph: Micrograph, factor: float) -> Result:
         if self.task == "segmentation":
-            return self._segmentation_result(value, micrograph, factor)
+            return self._segmentation_result(value[0], micrograph, factor, value[1])
         if self.task == "classification":
             return self._classification_result(value, factor)
         return self._regression_result(value, factor)
@@ -328,3 +349,55 @@ def _eval_transform(metadata: dict[str, Any]) -> Any:
 
     augment = (metadata.get("preprocessing") or {}).get("augment") or []
     return build_transforms(augment, train=False)
+
+
+class _SampleMeans:
+    """The dense fn for :func:`sliding_window` when there are S > 1 samples (members x TTA symmetries).
+
+    Returns what ``Predictor._dense_fn`` returns (mean and std of the samples) and, on the side, adds up
+    each sample's mean class probability over the image: its expected phase fractions. Blending is linear,
+    so sample s's blended map is ``sum_t w_t p_st / W`` (W = sum of the window weights); its image mean is
+    accumulated tile by tile with the weights ``w_t / (W * rows * cols)``, without keeping S maps.
+    ``sliding_window`` calls fn on the windows in :func:`tile_grid` order, batch by batch (its contract).
+    """
+
+    def __init__(self, predictor: Predictor, rows: int, cols: int) -> None:
+        from microcnn.inference.tiling import blend_window
+
+        self.predictor, self.rows, self.cols = predictor, rows, cols
+        grid = tile_grid(rows, cols, tile=predictor.tile, overlap=predictor.overlap)
+        self.boxes, self.cursor, self.sums = [(r, c) for r, c, _, _ in grid], 0, None
+        self.th, self.tw = grid[0][2], grid[0][3]
+        self.window = self.total = None
+        if len(self.boxes) > 1:
+            self.window = blend_window(self.th, self.tw, blend=predictor.blend)
+            self.total = torch.zeros(rows, cols)
+            for r, c in self.boxes:
+                self.total[r : r + self.th, c : c + self.tw] += self.window
+        self.images: list[np.ndarray] = []
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        stack = self.predictor._samples(tiles)  # (S, N, K, h, w)
+        if self.window is None:  # whole images (one tile each): plain means, one row of fractions each
+            self.images += list(stack.double().mean(dim=(-2, -1)).permute(1, 0, 2).numpy())
+        else:
+            for n in range(stack.shape[1]):
+                r, c = self.boxes[self.cursor + n]
+                share = self.window / self.total[r : r + self.th, c : c + self.tw]
+                part = (stack[:, n].double() * share.double()).sum(dim=(-2, -1)) / (self.rows * self.cols)
+                self.sums = part if self.sums is None else self.sums + part
+            self.cursor += stack.shape[1]
+        mean, std = tta_mod.mean_std(stack)
+        return torch.cat([mean, std], dim=1)
+
+    def per_image(self) -> list[np.ndarray]:
+        """(S, K) fractions of each whole image passed so far (one-tile case)."""
+        return self.images
+
+    def fractions(self) -> np.ndarray:
+        """(S, K) fractions of the one image that was tiled (or passed whole)."""
+        if self.window is None:
+            return self.images[0]
+        if self.cursor != len(self.boxes):
+            raise RuntimeError(f"sliding_window passed {self.cursor} windows; {len(self.boxes)} expected.")
+        return self.sums.numpy()

@@ -113,6 +113,33 @@ def test_probabilities_give_expected_fraction_and_spread():
     assert df["fraction_prob_std"].tolist() == pytest.approx([0.05, 0.05])
 
 
+def test_ensemble_interval_from_the_spread_of_two_members_by_hand():
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:, :3] = 1
+    members = np.array([[0.7, 0.3], [0.5, 0.5]])  # two members' expected fractions of [a, b]
+    r = SegmentationResult(mask=mask, class_names=["a", "b"], member_fractions=members)
+    df = phase_fractions(r)
+    # mean 0.6 / 0.4, population std |0.7 - 0.5| / 2 = 0.1; 95 %: z = 1.959964 -> 0.6 ± 0.196
+    assert df["members_mean"].tolist() == pytest.approx([0.6, 0.4])
+    assert df["members_std"].tolist() == pytest.approx([0.1, 0.1])
+    assert df["ensemble_ci_low"].tolist() == pytest.approx([0.6 - 0.1959964, 0.4 - 0.1959964], abs=1e-6)
+    assert df["ensemble_ci_high"].tolist() == pytest.approx([0.6 + 0.1959964, 0.4 + 0.1959964], abs=1e-6)
+    assert "2 samples" in df["method_of_ensemble_ci"][0]
+    # 80 %: z = 1.281552; clipped to [0, 1] when the spread is wide
+    wide = SegmentationResult(
+        mask=mask, class_names=["a", "b"], member_fractions=[[0.95, 0.05], [0.55, 0.45]]
+    )
+    df80 = phase_fractions(wide, ci=0.8)
+    assert df80["ensemble_ci_high"][0] == 1.0 and df80["ensemble_ci_low"][1] == 0.0
+    assert df80["ensemble_ci_low"][0] == pytest.approx(0.75 - 1.281552 * 0.2, abs=1e-6)
+    single = phase_fractions(
+        SegmentationResult(mask=mask, class_names=["a", "b"], member_fractions=[[0.6, 0.4]])
+    )
+    assert "ensemble_ci_low" not in single.columns  # one sample has no spread
+    with pytest.raises(AnalysisError, match=r"\(S, K\)"):
+        SegmentationResult(mask=mask, class_names=["a", "b"], member_fractions=[0.6, 0.4])
+
+
 def test_phase_fraction_edge_cases():
     tiny = phase_fractions(np.array([[0, 1]]))
     assert np.isnan(tiny["ci_low"]).all() and "not computed" in tiny["method_of_ci"][0]

@@ -253,3 +253,216 @@ def test_predict_many_image_level_tasks_equal_predict():
     reg = Predictor(members, meta, device="cpu").predict_many([_micrograph(32, 32, seed=i) for i in range(3)])
     for r in reg:  # law of total variance, as for predict(): sqrt(0.01 + 0.02)
         assert r.values[0] == pytest.approx(0.3) and r.std[0] == pytest.approx(np.sqrt(0.03), rel=1e-5)
+
+
+# -- preprocessing from the checkpoint, rescaling, TTA and ensembles against independent computations -------
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+NORMALIZE = {"augment": [{"name": "Normalize", "mean": 0.5, "std": 0.25}]}  # as training configs store it
+
+
+def test_checkpoint_normalize_is_applied_instead_of_per_image_standardisation(tmp_path):
+    """The preprocessing saved with the model, (x - 0.5) / 0.25, is what the network sees."""
+    from microcnn.engine.checkpoint import save_weights
+    from microcnn.models import build_model
+
+    spec = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 1, "base_channels": 4}
+    with torch.random.fork_rng():
+        torch.manual_seed(11)
+        net = build_model(spec).eval()
+    meta = {"model": spec, "task": "segmentation", "class_names": ["a", "b"], "preprocessing": NORMALIZE}
+    save_weights(net, tmp_path / "n.safetensors", meta)
+    m = _micrograph(24, 40, seed=7)
+    got = Predictor.from_checkpoint(tmp_path / "n.safetensors", device="cpu").predict(m).probabilities
+    z = torch.from_numpy((m.pixels - 0.5) / 0.25)[None, None]
+    with torch.inference_mode():
+        expected = torch.softmax(net(z), dim=1)[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # a 1x1 convolution with known weights: p(pore) = sigmoid(l1 - l0), l = w * (x - 0.5) / 0.25 + b
+    point = Predictor([Pointwise([2.0, -1.0], [0.0, 0.3])], {**SEG_META, "preprocessing": NORMALIZE},
+                      device="cpu").predict(m)  # fmt: skip
+    zn = (m.pixels.astype(np.float64) - 0.5) / 0.25
+    np.testing.assert_allclose(point.probabilities[1], _sigmoid((-zn + 0.3) - 2.0 * zn), atol=1e-6)
+    standardised = _sigmoid((-_standardise(m.pixels) + 0.3) - 2.0 * _standardise(m.pixels))
+    assert np.abs(point.probabilities[1] - standardised).max() > 0.05  # the two pipelines really differ
+
+
+class RegionClassifier(nn.Module):
+    """Logits [0, 3 * mean of the top half rows, max]: depend on layout and scale, computable by hand."""
+
+    task = "classification"
+    in_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top = x[:, 0, : x.shape[2] // 2].mean(dim=(1, 2))
+        return torch.stack([torch.zeros_like(top), 3.0 * top, x.amax(dim=(1, 2, 3))], dim=1)
+
+
+def _expected_rescaled(pixels: np.ndarray, factor: float) -> np.ndarray:
+    """skimage's rescale as the Predictor documents it (bilinear, anti-aliased when shrinking), clipped."""
+    from skimage.transform import rescale
+
+    return np.clip(rescale(pixels.astype(np.float32), factor, order=1, anti_aliasing=factor < 1), 0.0, 1.0)
+
+
+@pytest.mark.parametrize(("image_um", "factor"), [(0.5, 0.5), (2.0, 2.0)])
+def test_rescale_to_the_training_pixel_size_equals_skimage_and_the_pipeline_by_hand(image_um, factor):
+    m = _micrograph(64, 80, seed=8, pixel_size_um=image_um)
+    meta = {**SEG_META, "pixel_size_um": 1.0}
+    seg = Predictor([Pointwise([1.0, -1.0], [0.0, 0.5])], meta, device="cpu", rescale=True).predict(m)
+    z = _standardise(_expected_rescaled(m.pixels, factor))
+    p_small = torch.from_numpy(_sigmoid((-z + 0.5) - z).astype(np.float32))[None, None]
+    back = torch.nn.functional.interpolate(p_small, size=(64, 80), mode="bilinear")[0, 0].numpy()
+    assert seg.probabilities.shape == (2, 64, 80) and seg.meta["rescale_factor"] == factor
+    np.testing.assert_allclose(seg.probabilities[1], back, atol=1e-5)
+    clf_meta = {"task": "classification", "class_names": ["a", "b", "c"], "pixel_size_um": 1.0}
+    clf = Predictor([RegionClassifier()], clf_meta, device="cpu", rescale=True).predict(m)
+    logits = np.array([0.0, 3.0 * z[: z.shape[0] // 2].mean(), z.max()])
+    np.testing.assert_allclose(clf.probabilities, np.exp(logits) / np.exp(logits).sum(), atol=1e-5)
+    plain = Predictor([RegionClassifier()], clf_meta, device="cpu").predict(m)
+    assert np.abs(plain.probabilities - clf.probabilities).max() > 1e-3  # rescaling changed the answer
+
+
+class RightNeighbour(nn.Module):
+    """Segmenter: class-1 logit = the right neighbour's value (0 past the border); not D4-equivariant."""
+
+    task = "segmentation"
+    in_channels = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, (1, 3), padding=(0, 1), bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[1, 0, 0, 2] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _d4_copies(z: np.ndarray):
+    """(k, flip, copy) for the 8 symmetries as numpy writes them: fliplr first, then rot90 k times."""
+    for flip in (False, True):
+        for k in range(4):
+            yield k, flip, np.rot90(np.fliplr(z) if flip else z, k)
+
+
+def test_tta_of_a_non_equivariant_model_is_the_hand_average_over_the_eight_copies():
+    m = _micrograph(12, 17, seed=9)
+    z = _standardise(m.pixels)
+    maps = []
+    for k, flip, copy in _d4_copies(z):
+        right = np.zeros_like(copy)
+        right[:, :-1] = copy[:, 1:]
+        back = np.rot90(_sigmoid(right), -k)  # softmax of [0, l] = sigmoid(l); map back: unrotate, unflip
+        maps.append(np.fliplr(back) if flip else back)
+    seg = Predictor([RightNeighbour()], SEG_META, device="cpu", tta=True).predict(m)
+    np.testing.assert_allclose(seg.probabilities[1], np.mean(maps, axis=0), atol=1e-6)
+    np.testing.assert_allclose(seg.std[1], np.std(maps, axis=0), atol=1e-6)
+    assert seg.std[1].max() > 0.05  # the copies really disagree
+    quarter = [np.exp([0.0, c[: c.shape[0] // 2, : c.shape[1] // 2].mean()]) for _, _, c in _d4_copies(z)]
+    probs = [q / q.sum() for q in quarter]
+
+    class QuadrantClassifier(nn.Module):
+        task, in_channels = "classification", 1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = x[:, 0, : x.shape[2] // 2, : x.shape[3] // 2].mean(dim=(1, 2))
+            return torch.stack([torch.zeros_like(q), q], dim=1)
+
+    meta = {"task": "classification", "class_names": ["a", "b"]}
+    clf = Predictor([QuadrantClassifier()], meta, device="cpu", tta=True).predict(m)
+    np.testing.assert_allclose(clf.probabilities, np.mean(probs, axis=0), atol=1e-6)
+    np.testing.assert_allclose(clf.std, np.std(probs, axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [64, 16])  # whole image in one pass; tiled with blended overlaps
+def test_ensemble_of_two_checkpoints_is_the_numpy_mean_and_std_of_its_members(tmp_path, tile):
+    from microcnn.engine.checkpoint import save_weights
+    from microcnn.models import build_model
+
+    spec = {"name": "unet", "in_channels": 1, "num_classes": 2, "depth": 1, "base_channels": 4}
+    meta = {
+        "model": spec,
+        "task": "segmentation",
+        "class_names": ["a", "b"],
+        "preprocessing": {"augment": []},
+    }
+    paths = []
+    for seed in (1, 2):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            paths.append(save_weights(build_model(spec).eval(), tmp_path / f"m{seed}.safetensors", meta))
+    m = _micrograph(40, 44, seed=10)
+    kwargs = {"device": "cpu", "tile": tile, "overlap": 0.5}
+    both = Predictor.from_checkpoint(paths, **kwargs).predict(m)
+    members = np.stack([Predictor.from_checkpoint(p, **kwargs).predict(m).probabilities for p in paths])
+    np.testing.assert_allclose(both.probabilities, members.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(both.std, members.std(axis=0), atol=1e-6)
+    assert both.std.max() > 1e-3 and both.method.endswith("m1.safetensors,m2.safetensors")
+    # each member's expected phase fractions: the mean of its own probability map
+    np.testing.assert_allclose(both.member_fractions, members.mean(axis=(2, 3)), atol=1e-6)
+
+
+def test_member_fractions_of_two_pointwise_members_by_hand():
+    m = _micrograph(20, 30, seed=12)
+    z = _standardise(m.pixels)
+    members = [Pointwise([1.0, -1.0], [0.0, 0.0]), Pointwise([1.0, -1.0], [0.0, 1.0])]
+    result = Predictor(members, SEG_META, device="cpu").predict(m)
+    pore = [_sigmoid(-2.0 * z).mean(), _sigmoid(1.0 - 2.0 * z).mean()]  # softmax of (z, -z + b)
+    np.testing.assert_allclose(result.member_fractions, [[1 - pore[0], pore[0]], [1 - pore[1], pore[1]]],
+                               atol=1e-6)  # fmt: skip
+    batched = Predictor(members, SEG_META, device="cpu").predict_many([m, m])
+    np.testing.assert_allclose(batched[1].member_fractions, result.member_fractions, atol=1e-6)
+    assert Predictor(members[:1], SEG_META, device="cpu").predict(m).member_fractions is None
+
+
+def test_predict_many_preprocesses_each_image_once():
+    predictor = Predictor([Smoother()], {**SEG_META, "class_names": ["a", "b", "c"]}, device="cpu", tile=32)
+    calls: list[tuple[int, ...]] = []
+    transform = predictor._transform
+    predictor._transform = lambda sample: calls.append(sample["image"].shape) or transform(sample)
+    predictor.predict_many([_micrograph(70, 50, seed=1), _micrograph(20, 20, seed=2), _micrograph(20, 20)])
+    assert calls == [(70, 50), (20, 20), (20, 20)]  # the large image (tiled alone) too, only once
+
+
+_TILING_RSS = """
+import resource, sys
+import numpy as np, torch
+from torch import nn
+from microcnn.inference.predictor import Predictor
+from microcnn.io.micrograph import Micrograph
+side, tile, batch, hidden = (int(v) for v in sys.argv[1:5])
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(1, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, 2, 3, padding=1)).eval()
+net.task, net.in_channels = "segmentation", 1
+p = Predictor([net], {"task": "segmentation", "class_names": ["a", "b"]}, device="cpu", tile=tile,
+              batch_size=batch)
+p.predict(Micrograph(pixels=np.random.default_rng(1).random((384, 384), dtype=np.float32)))  # warm-up
+pixels = np.random.default_rng(0).random((side, side), dtype=np.float32)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+r = p.predict(Micrograph(pixels=pixels))
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.mask.shape[0])
+"""
+
+
+def test_tiled_prediction_memory_is_bounded_by_the_image_and_one_tile_batch():
+    """2048² px, 16 hidden channels: the whole image through the network would need 16 x 2048² x 4 B =
+    256 MiB for one activation alone; tiled, the growth stays within the per-pixel arrays (preprocessed
+    image, K-channel sum, weight map, arg-max, mask: < 48 B/px = 192 MiB) plus 4 activations' worth of one
+    tile batch."""
+    import subprocess
+    import sys
+
+    side, tile, batch, hidden = 2048, 256, 2, 16
+    cmd = [sys.executable, "-c", _TILING_RSS, *(str(v) for v in (side, tile, batch, hidden))]
+    env = {"OMP_NUM_THREADS": "2", "MALLOC_MMAP_THRESHOLD_": "65536", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before_kib, after_kib, rows = (int(v) for v in proc.stdout.split())
+    bound = 48 * side * side + 4 * batch * (hidden + 3) * tile * tile * 4
+    assert rows == side and (after_kib - before_kib) * 1024 < bound, (after_kib - before_kib, bound // 1024)
