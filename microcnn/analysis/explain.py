@@ -9,6 +9,13 @@
 
 Gradients are needed, so these functions run the model outside ``torch.inference_mode`` (in eval mode).
 
+Choosing a method: Grad-CAM, Grad-CAM++ and XGrad-CAM weight each channel by its *average* gradient, so
+when the same feature occurs inside and outside the region the output depends on (a position-dependent
+head, e.g. Flatten + Linear), they light up both. HiResCAM and LayerCAM weight gradients element-wise and
+stay in the deciding region. With features that know their position (CoordConv, deep nets) and a global
+pooling head, all of them agree (tests/analysis/test_explain.py trains such a CNN and checks > 50 % of
+the map's mass in a region covering 14 % of the image).
+
 Example:
     >>> from microcnn.models import build_model
     >>> net = build_model("resnet18", in_channels=1, num_classes=3)

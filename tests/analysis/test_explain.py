@@ -128,3 +128,125 @@ def test_first_layer_kernels_are_the_first_conv_weights(trained):
     np.testing.assert_array_equal(k, trained.features[0].weight.detach().numpy())
     with pytest.raises(ValueError, match="no Conv2d"):
         first_layer_kernels(nn.Linear(2, 2))
+
+
+# -- acceptance: a CNN *trained* on a task where one region decides, with distractors in both classes -----
+
+TASK_SIZE = 24
+DECIDING = (slice(0, 9), slice(15, 24))  # top-right 9 x 9 px: 14 % of the image
+
+
+def _task_image(rng: np.random.Generator, label: int) -> np.ndarray:
+    """Noise; class 1 has a bright 3x3 blob inside DECIDING; 0-3 identical blobs outside it in both classes
+    (a varying number, so the network cannot absorb them into a bias)."""
+    img = rng.normal(0.0, 0.1, (TASK_SIZE, TASK_SIZE))
+    if label:
+        r, c = rng.integers(0, 7), rng.integers(15, 22)
+        img[r : r + 3, c : c + 3] += 1.0
+    for _ in range(int(rng.integers(0, 4))):
+        while True:
+            r, c = (int(v) for v in rng.integers(0, TASK_SIZE - 2, 2))
+            if not (r < 9 and c + 3 > 15):  # entirely outside the deciding region
+                break
+        img[r : r + 3, c : c + 3] += 1.0
+    return img.astype(np.float32)
+
+
+class _Coords(nn.Module):
+    """Appends row and column coordinates in [-1, 1] (CoordConv), so features can know where they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        rows = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(n, 1, h, w)
+        cols = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(n, 1, h, w)
+        return torch.cat([x, rows, cols], dim=1)
+
+
+class _TinyCNN(nn.Module):
+    """CoordConv -> two 3x3 conv + ReLU -> global max pool -> linear: position enters only through the
+    features, so a faithful CAM at the last conv layer must point at the deciding region."""
+
+    task = "classification"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(_Coords(), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())  # fmt: skip
+        self.cam_layer = self.features[-1]
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def task_net() -> nn.Module:
+    """Trained for 300 Adam steps on 256 images (~3 s on one thread); seeded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster and does not fight other work for cores
+    try:
+        rng = np.random.default_rng(0)
+        labels = rng.integers(0, 2, 256)
+        x = torch.from_numpy(np.stack([_task_image(rng, int(y)) for y in labels]))[:, None]
+        y = torch.from_numpy(labels)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = _TinyCNN()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for step in range(300):
+            idx = torch.randint(0, len(y), (32,), generator=torch.Generator().manual_seed(step))
+            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return net.eval()
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "layercam"])
+def test_cam_of_a_trained_cnn_puts_most_mass_in_the_region_that_decides(task_net, method):
+    rng = np.random.default_rng(1)
+    images = [_task_image(rng, 1) for _ in range(8)]
+    with torch.no_grad():
+        assert (task_net(torch.from_numpy(np.stack(images))[:, None]).argmax(1) == 1).all()  # it learnt
+    area = (DECIDING[0].stop - DECIDING[0].start) * (DECIDING[1].stop - DECIDING[1].start) / TASK_SIZE**2
+    shares = []
+    for img in images:
+        heat = grad_cam(task_net, torch.from_numpy(img)[None], target=1, method=method)
+        shares.append(float(heat[DECIDING].sum() / heat.sum()))
+        r, c = np.unravel_index(np.argmax(heat), heat.shape)
+        assert DECIDING[0].start <= r < DECIDING[0].stop and DECIDING[1].start <= c < DECIDING[1].stop
+    assert area < 0.15 and min(shares) > 0.5 and np.mean(shares) > 0.8, shares
+
+
+class _RegionMeans(nn.Module):
+    """Heteroscedastic regressor: output 0 = mean feature over REGION_A, output 1 = over REGION_B."""
+
+    task = "regression"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU())
+        self.cam_layer = self.features[1]
+        with torch.no_grad():
+            self.features[0].weight.fill_(1.0)
+            self.features[0].bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.features(x)[:, 0]
+        return torch.stack([a[:, :8, :8].mean(dim=(1, 2)), a[:, 12:, 12:].mean(dim=(1, 2))], dim=1)
+
+
+@pytest.mark.parametrize("method", ["hirescam", "layercam"])
+def test_regression_cam_peaks_in_the_region_the_target_averages(method):
+    """Identical blobs in both regions and outside: each target's CAM lies in its own region only."""
+    img = torch.zeros(1, 20, 20)
+    for r, c in [(2, 2), (14, 14), (2, 14), (14, 2)]:  # in region A, in region B, two elsewhere
+        img[0, r : r + 3, c : c + 3] = 1.0
+    net = _RegionMeans()
+    for target, (rows, cols) in [(0, (slice(0, 8), slice(0, 8))), (1, (slice(12, 20), slice(12, 20)))]:
+        heat = grad_cam(net, img, target=target, method=method)
+        assert heat[rows, cols].sum() / heat.sum() > 0.99
+        r, c = np.unravel_index(np.argmax(heat), heat.shape)
+        assert rows.start <= r < rows.stop and cols.start <= c < cols.stop
