@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +100,37 @@ def global_pool() -> nn.Module:
     return nn.AdaptiveAvgPool2d(1)
 
 
+def make_conv(
+    in_channels: int,
+    out_channels: int,
+    *,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int | str = "same",
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = True,
+    depthwise_separable: bool = False,
+) -> nn.Module:
+    """``nn.Conv2d``, or depthwise (``groups=in_channels``, no bias) -> 1×1 pointwise when
+    ``depthwise_separable``. ``padding="same"`` keeps H, W at stride 1: p = d(k - 1) / 2."""
+    if padding == "same":
+        if stride != 1:
+            raise ValueError(f"padding='same' needs stride 1; got stride {stride}. Give an int padding.")
+        padding = dilation * (kernel_size - 1) // 2
+    if not depthwise_separable:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+    if groups != 1:
+        raise ValueError(
+            f"depthwise_separable sets the groups itself (depthwise, then 1×1); got groups={groups}. "
+            "Use groups=1 with depthwise_separable=True."
+        )
+    return nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding, dilation, in_channels, False),
+        nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+    )
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d -> norm -> activation -> (spatial) dropout.
 
@@ -125,22 +157,11 @@ class ConvNormAct(nn.Sequential):
         spatial_dropout: bool = True,
         depthwise_separable: bool = False,
     ) -> None:
-        if padding == "same":
-            if stride != 1:
-                raise ValueError(f"padding='same' needs stride 1; got stride {stride}. Give an int padding.")
-            padding = dilation * (kernel_size - 1) // 2
-        use_bias = (norm == "none") if bias is None else bias
-        if depthwise_separable:
-            conv: nn.Module = nn.Sequential(
-                nn.Conv2d(
-                    in_channels, in_channels, kernel_size, stride, padding, dilation, in_channels, False
-                ),
-                nn.Conv2d(in_channels, out_channels, 1, bias=use_bias),
-            )
-        else:
-            conv = nn.Conv2d(
-                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, use_bias
-            )
+        conv = make_conv(
+            in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding,
+            dilation=dilation, groups=groups, bias=(norm == "none") if bias is None else bias,
+            depthwise_separable=depthwise_separable,
+        )  # fmt: skip
         super().__init__(
             conv,
             make_norm(norm, out_channels),
@@ -149,11 +170,55 @@ class ConvNormAct(nn.Sequential):
         )
 
 
-def conv_stack(in_channels: int, out_channels: int, *, n: int = 2, **options) -> nn.Sequential:
-    """``n`` :class:`ConvNormAct` blocks, the first mapping ``in_channels`` to ``out_channels``."""
-    return nn.Sequential(
-        *[ConvNormAct(in_channels if i == 0 else out_channels, out_channels, **options) for i in range(n)]
-    )
+def conv_stack(
+    in_channels: int, out_channels: int, *, n: int = 2, plain_first: bool = False, **options
+) -> nn.Sequential:
+    """``n`` :class:`ConvNormAct` blocks, the first mapping ``in_channels`` to ``out_channels``.
+
+    ``plain_first``: the first block is a full convolution (``groups=1``, not depthwise-separable), as the
+    first layer of MobileNet: it is the one that sees the image channels.
+    """
+    first = {**options, "groups": 1, "depthwise_separable": False} if plain_first else options
+    blocks = [ConvNormAct(in_channels, out_channels, **first)]
+    blocks += [ConvNormAct(out_channels, out_channels, **options) for _ in range(n - 1)]
+    return nn.Sequential(*blocks)
+
+
+def stack_options(
+    *,
+    model: str,
+    widths: Sequence[int],
+    norm: str,
+    activation: str,
+    kernel_size: int,
+    dilation: int,
+    groups: int,
+    bias: bool | None,
+    depthwise_separable: bool,
+) -> dict[str, Any]:
+    """The :class:`ConvNormAct` keywords of a conv-stack family (U-Net, SegNet, FCN, VGG, TinyVGG).
+
+    Checks what the layers would only report deep inside PyTorch: ``kernel_size``, ``dilation`` and
+    ``groups`` >= 1, and ``groups`` dividing every width (it applies to every conv but the first).
+    """
+    for key, value in (("kernel_size", kernel_size), ("dilation", dilation), ("groups", groups)):
+        if value < 1:
+            raise ValueError(f"{model}: {key} must be >= 1; got {value}.")
+    bad = sorted({w for w in widths if w % groups})
+    if bad:
+        raise ValueError(
+            f"{model}: groups={groups} must divide every width after the first convolution; got widths "
+            f"{list(widths)} ({bad} are not multiples). Use multiples of {groups} or groups=1."
+        )
+    return {
+        "norm": norm,
+        "activation": activation,
+        "kernel_size": kernel_size,
+        "dilation": dilation,
+        "groups": groups,
+        "bias": bias,
+        "depthwise_separable": depthwise_separable,
+    }
 
 
 class Up(nn.Module):

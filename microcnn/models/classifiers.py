@@ -21,7 +21,16 @@ from functools import partial
 import torch
 from torch import nn
 
-from microcnn.models.blocks import ConvNormAct, check_input, make_activation, make_dropout, make_pool
+from microcnn.models.blocks import (
+    ConvNormAct,
+    check_input,
+    conv_stack,
+    make_activation,
+    make_dropout,
+    make_pool,
+    stack_options,
+)
+from microcnn.models.describe import conv_output_size
 from microcnn.models.zoo import register_model
 from microcnn.registry import check_choice
 
@@ -114,7 +123,10 @@ class LeNet5(Classifier):
 class TinyVGG(Classifier):
     """TinyVGG of CNN Explainer (Wang et al. 2020): [conv3-relu-conv3-relu-maxpool] ×2 -> Linear.
 
-    Convolutions are unpadded ("valid"), ``hidden`` filters each; 64×64 inputs give 10×13×13 features.
+    Convolutions are unpadded ("valid", ``padding=0``), ``hidden`` filters each; 64×64 inputs give
+    10×13×13 features. Convolution options: ``kernel_size``, ``padding`` (int or "same"), ``dilation``,
+    ``groups`` and ``depthwise_separable`` (every conv but the first, which sees the image channels),
+    ``bias`` (None: only when ``norm="none"``); the head's size follows the output-size formula.
     """
 
     def __init__(
@@ -126,18 +138,33 @@ class TinyVGG(Classifier):
         hidden: int = 10,
         activation: str = "relu",
         norm: str = "none",
+        kernel_size: int = 3,
+        padding: int | str = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        depthwise_separable: bool = False,
     ) -> None:
         super().__init__(in_channels, num_classes, min_input_size=16, output_stride=4)
         self.exact_input_size = input_size
-        conv = partial(ConvNormAct, kernel_size=3, padding=0, norm=norm, activation=activation)
+        opts = stack_options(
+            model="TinyVGG", widths=[hidden], norm=norm, activation=activation, kernel_size=kernel_size,
+            dilation=dilation, groups=groups, bias=bias, depthwise_separable=depthwise_separable,
+        )  # fmt: skip
+        opts["padding"] = padding
         self.features = nn.Sequential(
-            conv(in_channels, hidden), conv(hidden, hidden), make_pool("max"),
-            conv(hidden, hidden), conv(hidden, hidden), make_pool("max"),
+            *conv_stack(in_channels, hidden, plain_first=True, **opts), make_pool("max"),
+            *conv_stack(hidden, hidden, **opts), make_pool("max"),
         )  # fmt: skip
         self.num_features = hidden
-        s = ((input_size - 4) // 2 - 4) // 2
+        p = dilation * (kernel_size - 1) // 2 if padding == "same" else int(padding)
+        conv = partial(conv_output_size, k=kernel_size, p=p, d=dilation)
+        s = conv(conv(conv(conv(input_size)) // 2)) // 2  # conv, conv, pool, conv, conv, pool
         if s < 1:
-            raise ValueError(f"TinyVGG needs input_size >= 16; got {input_size}.")
+            raise ValueError(
+                f"TinyVGG's input_size {input_size} leaves no pixel after its four convolutions and two "
+                "pools; use input_size >= 16 (valid 3×3 convs) or padding='same'."
+            )
         if num_classes:
             self.head = _fixed_head([hidden * s * s, num_classes], activation)
 
@@ -201,7 +228,10 @@ class VGG(Classifier):
 
     ``widths`` (one per stage), ``hidden`` and ``pool_size`` shrink it for small inputs (e.g. widths
     (8, 16, 32, 32, 32), hidden 64, pool_size 1). torchvision's layout (3 channels, 1000 classes, the
-    defaults) gives 132,863,336 (VGG-11) and 138,357,544 (VGG-16) parameters. Needs >= 32 px.
+    defaults) gives 132,863,336 (VGG-11), 133,047,848 (VGG-13), 138,357,544 (VGG-16) and 143,667,240
+    (VGG-19) parameters. Needs >= 32 px. Convolution options, for every conv ("same" padding, stride 1:
+    the pools downsample): ``kernel_size``, ``dilation``, ``groups`` and ``depthwise_separable`` (every
+    conv but the first, which sees the image channels), ``bias`` (None: only when ``norm="none"``).
     """
 
     def __init__(
@@ -217,21 +247,25 @@ class VGG(Classifier):
         norm: str = "none",
         activation: str = "relu",
         kernel_size: int = 3,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        depthwise_separable: bool = False,
     ) -> None:
         super().__init__(in_channels, num_classes, min_input_size=32, output_stride=32)
         if depth not in VGG_LAYERS:
             raise ValueError(f"VGG depth must be one of {sorted(VGG_LAYERS)}; got {depth}.")
         if len(widths) != 5:
             raise ValueError(f"VGG needs 5 widths (one per stage); got {len(widths)}: {list(widths)}.")
+        opts = stack_options(
+            model="VGG", widths=widths, norm=norm, activation=activation, kernel_size=kernel_size,
+            dilation=dilation, groups=groups, bias=bias, depthwise_separable=depthwise_separable,
+        )  # fmt: skip
         layers: list[nn.Module] = []
         c = in_channels
         for n, width in zip(VGG_LAYERS[depth], widths):
-            for _ in range(n):
-                layers.append(
-                    ConvNormAct(c, width, kernel_size=kernel_size, norm=norm, activation=activation)
-                )
-                c = width
-            layers.append(nn.MaxPool2d(2, 2))
+            layers += [*conv_stack(c, width, n=n, plain_first=not layers, **opts), nn.MaxPool2d(2, 2)]
+            c = width
         self.features = nn.Sequential(*layers)
         self.num_features = c
         if num_classes:

@@ -17,7 +17,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from microcnn.models.blocks import Up, check_input, conv_stack, make_dropout, pad_to_multiple
+from microcnn.models.blocks import (
+    Up,
+    check_input,
+    conv_stack,
+    make_dropout,
+    pad_to_multiple,
+    stack_options,
+)
 from microcnn.models.resnet import build_torchvision_resnet, load_resnet_weights
 from microcnn.models.zoo import register_model
 from microcnn.registry import check_choice
@@ -48,13 +55,17 @@ class Segmenter(nn.Module):
         raise NotImplementedError
 
 
-def _widths(base_channels: int, depth: int, widths: list[int] | None) -> list[int]:
-    """Channels per level, depth + 1 of them: given, or base·2^i."""
+def _widths(base_channels: int, depth: int, widths: list[int] | None, *, levels: int) -> list[int]:
+    """Channels per level, ``levels`` of them (U-Net: depth + 1, SegNet / FCN: depth): given, or base·2^i."""
     if depth < 1:
         raise ValueError(f"depth must be >= 1; got {depth}.")
-    out = list(widths) if widths else [base_channels * 2**i for i in range(depth + 1)]
-    if len(out) != depth + 1:
-        raise ValueError(f"widths needs depth + 1 = {depth + 1} entries; got {len(out)}: {out}.")
+    out = list(widths) if widths else [base_channels * 2**i for i in range(levels)]
+    if len(out) != levels:
+        rule = "depth + 1" if levels == depth + 1 else "depth"
+        raise ValueError(
+            f"widths needs {rule} = {levels} entries for depth {depth} (one per level); "
+            f"got {len(out)}: {out}."
+        )
     return out
 
 
@@ -64,6 +75,11 @@ class UNet(Segmenter):
 
     Level i has ``widths[i]`` channels (default ``base_channels·2^i``); output stride ``2^depth``.
     ``upsample`` is any :class:`~microcnn.models.blocks.Up` mode ("unpool" reuses the pool indices).
+
+    Convolution options, for every conv of the stacks (``padding`` stays "same" so that each level keeps
+    its size; downsampling is by pooling): ``kernel_size``, ``dilation``, ``groups`` and
+    ``depthwise_separable`` (every conv but the first, which sees the image channels), ``bias`` (None:
+    only when ``norm="none"``).
     """
 
     def __init__(
@@ -80,12 +96,18 @@ class UNet(Segmenter):
         dropout: float = 0.0,
         kernel_size: int = 3,
         dilation: int = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        depthwise_separable: bool = False,
         pad_mode: str = "reflect",
     ) -> None:
         super().__init__(in_channels, num_classes, output_stride=2**depth, pad_mode=pad_mode)
-        w = _widths(base_channels, depth, widths)
-        opts = {"norm": norm, "activation": activation, "kernel_size": kernel_size, "dilation": dilation}
-        self.down = nn.ModuleList([conv_stack(in_channels, w[0], **opts)])
+        w = _widths(base_channels, depth, widths, levels=depth + 1)
+        opts = stack_options(
+            model="UNet", widths=w, norm=norm, activation=activation, kernel_size=kernel_size,
+            dilation=dilation, groups=groups, bias=bias, depthwise_separable=depthwise_separable,
+        )  # fmt: skip
+        self.down = nn.ModuleList([conv_stack(in_channels, w[0], plain_first=True, **opts)])
         self.down.extend(conv_stack(w[i], w[i + 1], **opts) for i in range(depth))
         # Pool indices cost time and memory; only the unpooling decoder uses them.
         self.pool = nn.MaxPool2d(2, 2, return_indices=upsample == "unpool")
@@ -120,6 +142,8 @@ class SegNet(Segmenter):
 
     No skip connections: only the pool indices cross over. Stage i has ``widths[i]`` channels and
     ``convs_per_stage`` convolutions; output stride ``2^depth``. ``upsample`` defaults to "unpool".
+    Convolution options (``kernel_size``, ``dilation``, ``groups``, ``depthwise_separable``, ``bias``) as
+    in :class:`UNet`.
     """
 
     def __init__(
@@ -135,13 +159,24 @@ class SegNet(Segmenter):
         norm: str = "batch",
         activation: str = "relu",
         dropout: float = 0.0,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        depthwise_separable: bool = False,
         pad_mode: str = "reflect",
     ) -> None:
         super().__init__(in_channels, num_classes, output_stride=2**depth, pad_mode=pad_mode)
-        w = _widths(base_channels, depth - 1, widths)
-        opts = {"norm": norm, "activation": activation, "n": convs_per_stage}
+        w = _widths(base_channels, depth, widths, levels=depth)
+        opts = stack_options(
+            model="SegNet", widths=w, norm=norm, activation=activation, kernel_size=kernel_size,
+            dilation=dilation, groups=groups, bias=bias, depthwise_separable=depthwise_separable,
+        )  # fmt: skip
+        opts["n"] = convs_per_stage
         chans = [in_channels, *w]
-        self.enc = nn.ModuleList(conv_stack(chans[i], chans[i + 1], **opts) for i in range(depth))
+        self.enc = nn.ModuleList(
+            conv_stack(chans[i], chans[i + 1], plain_first=i == 0, **opts) for i in range(depth)
+        )
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.dropout = make_dropout(dropout, spatial=True)
         self.ups = nn.ModuleList(Up(w[i], w[i], mode=upsample) for i in reversed(range(depth)))
@@ -173,7 +208,8 @@ class FCN(Segmenter):
 
     Scores of the deepest stage are upsampled ×2 (ConvTranspose2d 4×4/2) and added to the scores of the two
     stages before; the sum is upsampled by ``2^(depth-2)`` with one ConvTranspose2d (kernel 2f, stride f,
-    padding f/2). Needs ``depth >= 3``; output stride ``2^depth``.
+    padding f/2). Needs ``depth >= 3``; output stride ``2^depth``. Convolution options (``kernel_size``,
+    ``dilation``, ``groups``, ``depthwise_separable``, ``bias``) as in :class:`UNet`.
     """
 
     def __init__(
@@ -187,16 +223,24 @@ class FCN(Segmenter):
         norm: str = "batch",
         activation: str = "relu",
         dropout: float = 0.0,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        depthwise_separable: bool = False,
         pad_mode: str = "reflect",
     ) -> None:
         super().__init__(in_channels, num_classes, output_stride=2**depth, pad_mode=pad_mode)
         if depth < 3:
             raise ValueError(f"FCN needs depth >= 3 (three score maps to fuse); got {depth}.")
-        w = _widths(base_channels, depth - 1, widths)
+        w = _widths(base_channels, depth, widths, levels=depth)
         chans = [in_channels, *w]
-        opts = {"norm": norm, "activation": activation}
+        opts = stack_options(
+            model="FCN", widths=w, norm=norm, activation=activation, kernel_size=kernel_size,
+            dilation=dilation, groups=groups, bias=bias, depthwise_separable=depthwise_separable,
+        )  # fmt: skip
         self.enc = nn.ModuleList(
-            nn.Sequential(conv_stack(chans[i], chans[i + 1], **opts), nn.MaxPool2d(2, 2))
+            nn.Sequential(conv_stack(chans[i], chans[i + 1], plain_first=i == 0, **opts), nn.MaxPool2d(2, 2))
             for i in range(depth)
         )
         self.dropout = make_dropout(dropout, spatial=True)

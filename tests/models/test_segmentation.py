@@ -53,5 +53,29 @@ def test_resnet_unet_refuses_unpool_with_the_choices():
 
 
 def test_widths_length_is_checked():
-    with pytest.raises(ValueError, match=r"widths needs depth \+ 1 = 3 entries; got 2"):
+    with pytest.raises(ValueError, match=r"widths needs depth \+ 1 = 3 entries for depth 2.*got 2"):
         build_model("unet", depth=2, widths=[4, 8])
+    # SegNet and FCN have one width per pooling stage: depth of them, and the message says so
+    with pytest.raises(ValueError, match=r"widths needs depth = 2 entries for depth 2.*got 3"):
+        build_model("segnet", depth=2, widths=[4, 8, 16])
+    with pytest.raises(ValueError, match=r"widths needs depth = 3 entries for depth 3.*got 2"):
+        build_model("fcn", depth=3, widths=[4, 8])
+
+
+def test_segnet_of_depth_one_has_one_stage_and_stride_two():
+    net = build_model("segnet", depth=1, base_channels=4, num_classes=3).eval()
+    assert net.output_stride == 2 and len(net.enc) == 1
+    assert net.enc[0][0][0].out_channels == 4  # base_channels · 2^0
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 7, 9)).shape == (1, 3, 7, 9)
+
+
+@pytest.mark.parametrize(("name", "depth"), [("unet", 0), ("segnet", 0), ("segnet", -1)])
+def test_depth_below_one_is_refused_with_the_given_depth(name, depth):
+    with pytest.raises(ValueError, match=rf"depth must be >= 1; got {depth}\."):
+        build_model(name, depth=depth)
+
+
+def test_fcn_depth_rule_is_its_own():
+    with pytest.raises(ValueError, match=r"FCN needs depth >= 3.*got 2"):
+        build_model("fcn", depth=2)
