@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from microcnn.models.blocks import ConvNormAct, make_dropout
+from microcnn.models.blocks import ConvNormAct, global_pool, make_dropout
 from microcnn.models.classifiers import Classifier
 from microcnn.models.zoo import register_model
 
@@ -114,5 +114,5 @@ class GoogLeNet(Classifier):
         self.num_features = ch
         if num_classes:
             self.head = nn.Sequential(
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), make_dropout(dropout), nn.Linear(ch, num_classes)
+                global_pool(), nn.Flatten(), make_dropout(dropout), nn.Linear(ch, num_classes)
             )

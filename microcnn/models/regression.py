@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from microcnn.models.blocks import make_activation, make_dropout
+from microcnn.models.blocks import global_pool, make_activation, make_dropout
 from microcnn.models.zoo import build_model, list_models, model_task, register_model
 from microcnn.registry import check_choice
 
@@ -72,7 +72,7 @@ class Regressor(nn.Module):
         self.heteroscedastic = heteroscedastic
         self.min_input_size = self.backbone.min_input_size
         self.output_stride = self.backbone.output_stride
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers: list[nn.Module] = [global_pool(), nn.Flatten()]
         width = self.backbone.num_features
         for h in hidden if hidden is not None else [64]:
             layers += [nn.Linear(width, h), make_activation(activation), make_dropout(dropout)]

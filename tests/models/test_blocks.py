@@ -14,6 +14,7 @@ from microcnn.models.blocks import (
     UP_MODES,
     ConvNormAct,
     Up,
+    global_pool,
     make_activation,
     make_dropout,
     make_norm,
@@ -108,6 +109,22 @@ def test_spatial_dropout_zeroes_whole_channels():
 def test_bad_dropout_is_refused(bad):
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         make_dropout(bad)
+
+
+def test_global_pool_is_the_mean_of_each_map():
+    x = torch.arange(24.0).reshape(1, 2, 3, 4)  # map 0 holds 0..11 (mean 5.5), map 1 holds 12..23 (17.5)
+    y = global_pool()(x)
+    assert y.shape == (1, 2, 1, 1) and y.flatten().tolist() == [5.5, 17.5]
+    assert global_pool()(torch.ones(3, 5, 7, 2)).shape == (3, 5, 1, 1)  # any H, W
+
+
+def test_regressor_and_googlenet_pool_globally():
+    from microcnn.models import build_model
+
+    reg = build_model("regressor", backbone="tinyvgg", backbone_kwargs={"input_size": 32})
+    net = build_model("googlenet", width=0.0625)
+    for pool in (reg.head[0], net.head[0]):
+        assert isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size == 1
 
 
 def test_pools_halve_and_average_by_hand():

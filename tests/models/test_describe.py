@@ -26,13 +26,31 @@ def test_lenet5_parameters_and_shapes():
     assert shapes == [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (120,), (84,), (10,)]
 
 
+def test_lenet5_geometry_cells():
+    # C1 and C3: 5×5 kernels, stride 1, no padding (32 -> 28, 14 -> 10); S2 and S4: 2×2 windows, stride 2
+    table = describe(build_model("lenet5"), (1, 32, 32))
+    geometry = [(r.type, r.kernel, r.stride, r.padding, r.dilation) for r in table.rows if r.kernel]
+    assert geometry == [
+        ("Conv2d", (5, 5), (1, 1), (0, 0), (1, 1)),
+        ("AvgPool2d", (2, 2), (2, 2), (0, 0), (1, 1)),
+        ("Conv2d", (5, 5), (1, 1), (0, 0), (1, 1)),
+        ("AvgPool2d", (2, 2), (2, 2), (0, 0), (1, 1)),
+    ]
+    cells = [r for r in table.records() if r["type"] == "Conv2d"]
+    assert [(c["kernel"], c["stride"], c["padding"]) for c in cells] == [("5", "1", "0")] * 2
+    assert all(r.kernel is None for r in table.rows if r.type in {"Linear", "Tanh"})
+
+
 # Parameter counts of torchvision's reference models (torchvision docs; 3×224×224 input, 1000 classes)
 TORCHVISION_COUNTS = [
     ("alexnet", {}, 61_100_840),
     ("vgg11", {}, 132_863_336),
+    ("vgg13", {}, 133_047_848),
     ("vgg16", {}, 138_357_544),
+    ("vgg19", {}, 143_667_240),
     ("googlenet", {"branch3_kernel": 3}, 6_624_904),
     ("resnet18", {}, 11_689_512),
+    ("resnet34", {}, 21_797_672),
     ("resnet50", {}, 25_557_032),
 ]
 
@@ -43,6 +61,21 @@ TORCHVISION_COUNTS = [
 def test_parameter_counts_equal_torchvision(name, kwargs, expected):
     model = build_model(name, in_channels=3, num_classes=1000, **kwargs)
     assert sum(p.numel() for p in model.parameters()) == expected
+
+
+DESCRIBE_224 = [
+    ("googlenet", {"branch3_kernel": 3}, 6_624_904),
+    ("resnet50", {}, 25_557_032),
+    ("vgg11", {}, 132_863_336),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "expected"), DESCRIBE_224, ids=[c[0] for c in DESCRIBE_224])
+def test_describe_totals_at_224_equal_torchvision(name, kwargs, expected):
+    table = describe(build_model(name, in_channels=3, num_classes=1000, **kwargs), (3, 224, 224))
+    assert table.totals["params"] == table.totals["trainable"] == expected
+    assert sum(r.params for r in table.rows) == expected  # every parameter sits in exactly one row
+    assert table.totals["output_shape"] == (1000,)
 
 
 @pytest.mark.slow

@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from microcnn.models import build_model
+from microcnn.models import build_model, list_models
 from microcnn.models.regression import split_mean_logvar
+
+from .tiny import TINY
 
 SMALL = {"backbone": "vgg11", "backbone_kwargs": {"widths": (4, 8, 8, 8, 8), "norm": "batch"}, "hidden": [16]}
 
@@ -55,3 +57,20 @@ def test_backbone_must_be_a_classifier():
 def test_backbone_kwargs_reach_the_backbone():
     net = build_model("regressor", backbone="resnet18", in_channels=2)
     assert net.backbone.net.conv1.in_channels == 2 and net.min_input_size == 32
+
+
+@pytest.mark.parametrize("backbone", list_models("classification"))
+def test_every_classifier_backbone_gives_targets_and_a_positive_variance(backbone):
+    kwargs, size = TINY[backbone]
+    backbone_kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
+    torch.manual_seed(0)
+    net = build_model(
+        "regressor", backbone=backbone, backbone_kwargs=backbone_kwargs, num_targets=3,
+        heteroscedastic=True, hidden=[8],
+    ).eval()  # fmt: skip
+    assert net.min_input_size == net.backbone.min_input_size
+    with torch.no_grad():
+        mean, logvar = split_mean_logvar(net(torch.rand(2, 1, size, size + 8)), 3)
+    assert mean.shape == logvar.shape == (2, 3)
+    variance = logvar.exp()
+    assert torch.isfinite(mean).all() and torch.isfinite(variance).all() and (variance > 0).all()
