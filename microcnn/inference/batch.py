@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from microcnn.errors import MicrocnnError
+from microcnn.errors import ConfigError, MicrocnnError
 from microcnn.inference import h5out
 from microcnn.inference.h5input import InputArchive, input_identity, sha256_file
 from microcnn.inference.h5out import BatchJobError
@@ -128,6 +128,11 @@ def _kill_after() -> int | None:
 def _count_done(done: Any, block: int = 1 << 20) -> int:
     """Number of rows flagged done, read in blocks (memory does not grow with the archive)."""
     return sum(int(done[i : i + block].sum()) for i in range(0, done.shape[0], block))
+
+
+def _flagged_rows(flags: Any, block: int = 1 << 20) -> list[int]:
+    """Indices of the rows set in a (N,) uint8 dataset, read in blocks (memory grows only with the hits)."""
+    return [i + int(j) for i in range(0, flags.shape[0], block) for j in np.flatnonzero(flags[i : i + block])]
 
 
 def _run_shard(predictor: Any, archive: InputArchive, f: Any, start: int, *, chunk: int,
@@ -390,7 +395,7 @@ def predict_archive(
             is from another job (or another chunk).
     """
     if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a whole number of rows >= 1; got {chunk!r}. Use e.g. 16.")
+        raise ConfigError(f"chunk must be a whole number of rows >= 1; got {chunk!r}. Use e.g. 16.")
     output = Path(output_path)
     archive = InputArchive(input_path, dataset)
     rank, world = _dist_place()
@@ -413,7 +418,7 @@ def predict_archive(
 def _refuse_foreign_output(output: Path) -> None:
     """An existing output that is not a results file of ours is refused before any model is loaded."""
     if output.exists() and not h5out.is_our_output(output):
-        h5out.finished_job(output, {})  # raises "already exists"
+        raise h5out.output_exists_error(output)
 
 
 def _predict_locked(predictor: Any, archive: InputArchive, output: Path, attrs: dict[str, Any], *,
@@ -469,9 +474,9 @@ def _write_file(predictor: Any, archive: InputArchive, target: Path, attrs: dict
             f.attrs["started_at"] = _now()
         _run_shard(predictor, archive, f, start, chunk=chunk, save_masks=save_masks, progress=progress)
         _check_input_unchanged(archive.path, attrs, h5out.partial_path(target))
-        failed = f["failed"][()]
-        f.attrs["n_items"], f.attrs["n_failed"] = int(failed.size), int(failed.sum())
-        f.attrs["status"] = "partial" if failed.any() else "complete"
+        failed = _flagged_rows(f["failed"])
+        f.attrs["n_items"], f.attrs["n_failed"] = int(f["failed"].shape[0]), len(failed)
+        f.attrs["status"] = "partial" if failed else "complete"
         f.attrs["finished_at"] = _now()
         f.attrs["complete"] = True  # last
         f.flush()
@@ -509,10 +514,10 @@ def _summarise(path: Path) -> BatchSummary:
     import h5py
 
     with h5py.File(path, "r") as f:
-        failed = np.flatnonzero(f["failed"][()]) + int(f.attrs.get("first_item", 0))
-        n = int(f["done"].shape[0])
-        return BatchSummary(n_items=n, n_done=_count_done(f["done"]), n_failed=int(failed.size),
-                            failed=[int(i) for i in failed], status="partial" if failed.size else "complete",
+        first = int(f.attrs.get("first_item", 0))
+        failed = [first + i for i in _flagged_rows(f["failed"])]
+        return BatchSummary(n_items=int(f["done"].shape[0]), n_done=_count_done(f["done"]),
+                            n_failed=len(failed), failed=failed, status="partial" if failed else "complete",
                             output=path)  # fmt: skip
 
 

@@ -239,8 +239,12 @@ def finished_job(path: Path, attrs: dict[str, Any]) -> bool:
         with h5py.File(path, "r") as f:
             if bool(f.attrs.get("complete", False)) and f.attrs.get("job_key") == attrs.get("job_key"):
                 return True
-    raise BatchJobError(f"Output '{path}' already exists (another job's result, or another file). Choose "
-                        "another --output or delete it first.")  # fmt: skip
+    raise output_exists_error(path)
+
+
+def output_exists_error(path: Path) -> BatchJobError:
+    return BatchJobError(f"Output '{path}' already exists (another job's result, or another file). Choose "
+                         "another --output or delete it first.")  # fmt: skip
 
 
 def write_virtual(path: Path, shard_paths: Sequence[Path], attrs: dict[str, Any]) -> None:

@@ -106,6 +106,8 @@ class JobLock:
         try:
             if self._same_file(self.fd):
                 self.path.unlink()  # while still locked: a waiting job notices the inode change and retries
+        except OSError:  # e.g. Windows, where an open file cannot be deleted: a stale lock file is harmless
+            pass
         finally:
             os.close(self.fd)
             self.fd = -1

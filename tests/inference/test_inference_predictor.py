@@ -380,7 +380,7 @@ def test_tta_of_a_non_equivariant_model_is_the_hand_average_over_the_eight_copie
     np.testing.assert_allclose(clf.std, np.std(probs, axis=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("tile", [64, 16])  # whole image in one pass; tiled with blended overlaps
+@pytest.mark.parametrize("tile", [64, 24])  # whole image in one pass; tiled with blended overlaps
 def test_ensemble_of_two_checkpoints_is_the_numpy_mean_and_std_of_its_members(tmp_path, tile):
     from microcnn.engine.checkpoint import save_weights
     from microcnn.models import build_model
