@@ -21,7 +21,7 @@ import numpy as np
 
 from microcnn.registry import check_choice
 from microcnn.synth.generators import CLASS_NAMES, GENERATORS
-from microcnn.synth.properties import IGNORE, PROPERTY_NAMES, TRANSPORT, UNITS, measure
+from microcnn.synth.properties import IGNORE, PROPERTY_NAMES, TRANSPORT, UNITS, measure, solver_device
 from microcnn.synth.render import info_bar, render_sem
 
 TASKS = ("classification", "segmentation", "regression")
@@ -77,7 +77,7 @@ def generate(
     pixel_size_um: float | None = None,
     info_bar_rows: int = 0,
     properties: Sequence[str] | None = None,
-    device: str | None = None,
+    device: str = "cpu",
     **params: Any,
 ) -> SynthSample:
     """Generate one labelled SEM-like micrograph of morphology ``kind``.
@@ -90,7 +90,8 @@ def generate(
         info_bar_rows: > 0 draws a data bar with a scale bar in the bottom rows (mask 255 there); the
             structure and every property then cover only the rows above it.
         properties: names from ``PROPERTY_NAMES``; None -> :func:`default_properties`.
-        device: TauFactor device for transport properties; None = cuda if available else cpu.
+        device: TauFactor device for transport properties: "cpu" (default, bit-identical labels), "cuda"
+            or "auto" (cuda when available); see :func:`microcnn.synth.properties.solver_device`.
         **params: generator parameters (see ``microcnn.synth.generators``), e.g. ``porosity=0.5``.
 
     Example:
@@ -167,6 +168,7 @@ def make_dataset(
     properties: Sequence[str] | None = None,
     pixel_size_um: float | None = None,
     info_bar_rows: int = 0,
+    device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[SynthSample]:
     """Yield ``n`` samples; sample ``i`` has kind ``kinds[i % len(kinds)]`` (balanced classes).
@@ -174,7 +176,7 @@ def make_dataset(
     Args:
         task: "classification", "segmentation" or "regression" (decides the defaults only).
         n: number of samples.
-        size, pixel_size_um, info_bar_rows: as in :func:`generate`.
+        size, pixel_size_um, info_bar_rows, device: as in :func:`generate`.
         seed: dataset seed; sample i uses :func:`sample_rng` (seed, i).
         kinds: class names to draw; None -> all six (regression: "porous").
         properties: property names; None -> per-kind defaults (regression: porosity, tortuosity, deff_ratio).
@@ -185,6 +187,7 @@ def make_dataset(
         ['equiaxed_grains', 'lamellar']
     """
     kinds, properties = resolve_choices(task, kinds, properties)
+    solver_device(device)  # refuse an unknown or unavailable device before the first sample
     if n < 0:
         raise ValueError(f"n must be >= 0; got {n}.")
     for i in range(n):
@@ -196,6 +199,7 @@ def make_dataset(
             pixel_size_um=pixel_size_um,
             info_bar_rows=info_bar_rows,
             properties=properties,
+            device=device,
         )
         if progress is not None:
             progress(i + 1, n)

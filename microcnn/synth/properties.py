@@ -11,6 +11,9 @@ Conventions (stated once, used everywhere):
 - Transport is solved along axis 0 (top row to bottom row) through ``mask == 1``. A structure whose pores
   do not connect the top row to the bottom row has ``percolates = 0``, ``deff_ratio = 0.0`` and
   ``tortuosity = inf`` (never NaN); CSV/regression writers refuse such samples as tortuosity targets.
+  A solve that does not converge raises :class:`TransportNotConverged`: no unconverged value is stored.
+- TauFactor runs on the CPU unless ``device`` says "cuda" or "auto" (CPU labels are bit-identical on
+  every machine; GPU ones agree to ~1e-3).
 
 Example:
     >>> import numpy as np
@@ -26,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from microcnn.errors import MicrocnnError
 from microcnn.registry import check_choice
 
 UNITS: dict[str, str] = {
@@ -39,6 +43,7 @@ UNITS: dict[str, str] = {
 }
 PROPERTY_NAMES: tuple[str, ...] = tuple(UNITS)
 TRANSPORT = ("porosity", "tortuosity", "deff_ratio", "percolates")
+DEVICES = ("cpu", "cuda", "auto")
 IGNORE = 255
 
 
@@ -71,48 +76,88 @@ def percolates(pores: np.ndarray) -> bool:
     return bool(top & set(np.unique(labels[-1])))
 
 
-def solver_device() -> str:
-    """Device for TauFactor: "cuda" when available, else "cpu" (always passed explicitly)."""
+class TransportNotConverged(MicrocnnError, RuntimeError):
+    """TauFactor stopped at its iteration limit before converging: the tortuosity is not stored."""
+
+
+def solver_device(device: str = "cpu") -> str:
+    """The TauFactor device for ``device``.
+
+    "cpu" (the default: bit-identical labels on every machine, as the committed samples need), "cuda"
+    (refused when CUDA is not available: never a quiet fallback) or "auto" (cuda when available, else
+    cpu; a GPU solve agrees with the CPU one to about 1e-3 in tau, not bit for bit).
+    """
+    if check_choice("TauFactor device", device, DEVICES) == "cpu":
+        return "cpu"
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    available = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    if device == "cuda" and not available:
+        raise ValueError(
+            "TauFactor device 'cuda' was asked for but CUDA is not available; use 'cpu' or 'auto'."
+        )
+    return device
 
 
-def transport(pores: np.ndarray, *, device: str | None = None) -> dict[str, float]:
+def transport(
+    pores: np.ndarray, *, device: str = "cpu", iter_limit: int = 10_000, conv_crit: float = 1e-2
+) -> dict[str, float]:
     """Tortuosity factor and D_eff/D_0 through ``pores`` along axis 0, with TauFactor.
 
     Args:
         pores: (H, W) bool or {0, 1} array, 1 = conducting (pore) phase.
-        device: "cpu" or "cuda"; None picks :func:`solver_device`.
+        device: "cpu", "cuda" or "auto" (see :func:`solver_device`).
+        iter_limit: TauFactor's iteration limit (porous 64² samples converge in ~500, 256² in ~2,000).
+        conv_crit: TauFactor's convergence criterion (relative flux spread between layers).
 
     Returns:
         {"porosity", "percolates" (0/1), "tortuosity" (>= 1, inf if not percolating),
         "deff_ratio" (D_eff / D_0 = porosity / tortuosity; 0.0 if not percolating)}.
+
+    Raises:
+        TransportNotConverged: the solver reached ``iter_limit`` without converging (its value is not
+            returned: an unconverged tortuosity is never stored as a label).
     """
+    pores = np.asarray(pores).astype(np.uint8)
+    porosity = float(pores.mean())
+    if not percolates(pores):
+        return {"porosity": porosity, "percolates": 0.0, "tortuosity": float("inf"), "deff_ratio": 0.0}
+    solver, tau = _solve(pores, solver_device(device), iter_limit=iter_limit, conv_crit=conv_crit)
+    if not solver.converged:
+        raise TransportNotConverged(
+            f"TauFactor did not converge within iter_limit={iter_limit} iterations (conv_crit={conv_crit}) "
+            f"on a {pores.shape[0]}×{pores.shape[1]} structure of porosity {porosity:.3f} (last tau "
+            f"{'none yet' if tau is None else f'{tau:.4g}'}). Raise iter_limit; the unconverged value is "
+            "not stored."
+        )
+    deff = float(np.asarray(solver.D_rel).ravel()[0])
+    return {"porosity": porosity, "percolates": 1.0, "tortuosity": tau, "deff_ratio": deff}
+
+
+def _solve(pores: np.ndarray, device: str, *, iter_limit: int, conv_crit: float):
+    """Run TauFactor on one thread (TOOLING.md: 2 threads under load can slow a solve 100×); its progress
+    prints (including "Warning: not converged", which the caller turns into an error) are captured."""
     import contextlib
     import io
 
     import taufactor
     import torch
 
-    pores = np.asarray(pores).astype(np.uint8)
-    porosity = float(pores.mean())
-    if not percolates(pores):
-        return {"porosity": porosity, "percolates": 0.0, "tortuosity": float("inf"), "deff_ratio": 0.0}
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # TOOLING.md: 2 threads under load can slow a solve 100x
+    torch.set_num_threads(1)
     try:
-        solver = taufactor.Solver(pores, device=device or solver_device())
-        with contextlib.redirect_stdout(io.StringIO()):  # TauFactor prints convergence warnings
-            tau = float(np.asarray(solver.solve(verbose=False)).ravel()[0])
-        deff = float(np.asarray(solver.D_rel).ravel()[0])
+        solver = taufactor.Solver(pores, device=device)
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = solver.solve(verbose=False, iter_limit=iter_limit, conv_crit=conv_crit)
     finally:
         torch.set_num_threads(threads)
-    return {"porosity": porosity, "percolates": 1.0, "tortuosity": tau, "deff_ratio": deff}
+    return solver, None if result is None else float(np.asarray(result).ravel()[0])
 
 
 def measure(
-    mask: np.ndarray, *, kind: str, pixel_size_um: float, names: Sequence[str], device: str | None = None
+    mask: np.ndarray, *, kind: str, pixel_size_um: float, names: Sequence[str], device: str = "cpu"
 ) -> dict[str, float]:
     """The requested properties of ``mask`` (see module docstring for conventions).
 
@@ -122,6 +167,7 @@ def measure(
         pixel_size_um: µm per pixel, converts diameters from px to µm.
         names: properties from :data:`PROPERTY_NAMES`. Asking for any transport property adds
             "percolates" so a non-percolating sample is always flagged.
+        device: TauFactor device, "cpu" (default), "cuda" or "auto" (see :func:`solver_device`).
 
     Returns:
         name -> float, in :data:`UNITS`.

@@ -104,3 +104,65 @@ def test_sizes_equal_regionprops_on_generated_masks(kind):
     out = measure(mask, kind=kind, pixel_size_um=0.2, names=["mean_diameter_um", "n_objects"])
     assert out["mean_diameter_um"] == pytest.approx(expected, rel=1e-12)
     assert out["n_objects"] == len(regions)
+
+
+def test_an_unconverged_solve_is_refused_not_stored():
+    from microcnn.synth.generators import GENERATORS
+    from microcnn.synth.properties import TransportNotConverged
+
+    s = GENERATORS.build("porous", shape=(64, 64), rng=np.random.default_rng(4), porosity=0.65)
+    # TauFactor checks convergence every 100 iterations: 50 can never converge
+    with pytest.raises(TransportNotConverged, match=r"iter_limit=50.*Raise iter_limit"):
+        transport(s.mask, device="cpu", iter_limit=50)
+    assert transport(s.mask, device="cpu")["percolates"] == 1.0  # the default limit converges (~500)
+
+
+def test_cli_reports_an_unconverged_solve(tmp_path, capsys, monkeypatch):
+    import functools
+
+    from microcnn.cli import main
+    from microcnn.synth import properties
+
+    monkeypatch.setattr(properties, "transport", functools.partial(properties.transport, iter_limit=50))
+    out = tmp_path / "reg.h5"
+    code = main(
+        ["synth", "--task", "regression", "--n", "2", "--size", "32", "--seed", "0", "--out", str(out)]
+    )
+    assert code == 1 and "did not converge" in capsys.readouterr().err
+    assert not out.exists()  # the archive is written atomically: nothing half-made is left
+
+
+def test_device_defaults_to_cpu_and_refuses_unknown_or_missing():
+    import torch
+
+    from microcnn.synth.properties import solver_device
+
+    assert solver_device() == "cpu"
+    assert solver_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="Did you mean 'cuda'"):
+        solver_device("cuad")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available; use 'cpu' or 'auto'"):
+            solver_device("cuda")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs CUDA")
+def test_cpu_and_gpu_tortuosity_agree():
+    from microcnn.synth.generators import GENERATORS
+
+    for seed in range(3):
+        mask = GENERATORS.build(
+            "porous", shape=(128, 128), rng=np.random.default_rng(seed), porosity=0.6
+        ).mask
+        cpu, gpu = transport(mask, device="cpu"), transport(mask, device="cuda")
+        assert cpu["percolates"] == gpu["percolates"]
+        if cpu["percolates"]:
+            assert gpu["tortuosity"] == pytest.approx(cpu["tortuosity"], abs=1e-3)
+            assert gpu["deff_ratio"] == pytest.approx(cpu["deff_ratio"], abs=1e-3)
