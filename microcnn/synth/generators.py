@@ -134,18 +134,24 @@ def lamellar(
     colony_diameter_px: float | None = None,
     spacing_px: tuple[float, float] | None = None,
     lamella_fraction: float | None = None,
+    orientation_deg: float | None = None,
 ) -> Structure:
     """Pearlite-like lamellar colonies: each Voronoi colony has its own orientation, spacing and phase.
 
-    Ranges when drawn: colony diameter 50-130 px, interlamellar spacing per colony in 5-12 px,
-    cementite (mask 1) fraction 0.15-0.35. Lamellae wave slightly (a smooth phase perturbation).
+    Ranges when drawn: colony diameter 50-130 px, interlamellar spacing per colony in 5-12 px
+    (``spacing_px=(lo, hi)``; lo = hi fixes it), cementite (mask 1) fraction 0.15-0.35, orientation of
+    the lamella normal 0-180° per colony (``orientation_deg`` gives every colony the same one, measured
+    from the row axis towards the column axis). Lamellae wave slightly (a smooth phase perturbation).
     """
     d = _pick(colony_diameter_px, 50, 130, rng)
     lo, hi = spacing_px if spacing_px is not None else (5.0, 12.0)
     f = _pick(lamella_fraction, 0.15, 0.35, rng)
     colonies = voronoi_labels(shape, _n_cells(shape, d), rng, warp_px=d / 10)
     n = int(colonies.max())
-    theta = rng.uniform(0, np.pi, n + 1)[colonies]
+    if orientation_deg is None:
+        theta = rng.uniform(0, np.pi, n + 1)[colonies]
+    else:
+        theta = np.full(shape, np.deg2rad(orientation_deg))
     spacing = rng.uniform(lo, hi, n + 1)[colonies]
     phase = rng.uniform(0, 1, n + 1)[colonies]
     rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]]
@@ -153,6 +159,8 @@ def lamellar(
     s = (rr * np.cos(theta) + cc * np.sin(theta)) / spacing + phase + wobble
     mask = np.mod(s, 1.0) < f
     params = {"colony_diameter_px": d, "spacing_min_px": lo, "spacing_max_px": hi, "lamella_fraction": f}
+    if orientation_deg is not None:
+        params["orientation_deg"] = float(orientation_deg)
     return Structure(mask.astype(np.uint8), colonies, contrast=1, params=params)
 
 

@@ -42,14 +42,20 @@ def _edge_brightening(mask: np.ndarray, strength: float) -> np.ndarray:
     return strength * grad / peak if peak > 0 else grad
 
 
-def _charging_and_vignetting(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Multiplicative field: radial vignetting times a smooth low-frequency charging pattern."""
+def _charging_and_vignetting(
+    shape: tuple[int, int], rng: np.random.Generator, *, vignetting: float | None, charging: float | None
+) -> np.ndarray:
+    """Multiplicative field: radial vignetting 1 - v·ρ²/2 (ρ² = 0 at the centre, 2 in the corners, so a
+    corner is darker by the factor 1 - v) times 1 + c·(smooth unit-std charging pattern)."""
     rows, cols = shape
     rr, cc = np.mgrid[0:rows, 0:cols]
     r2 = ((rr - rows / 2) / (rows / 2)) ** 2 + ((cc - cols / 2) / (cols / 2)) ** 2
-    vignette = 1.0 - rng.uniform(0.0, 0.15) * r2 / 2
-    charging = 1.0 + rng.uniform(0.0, 0.06) * smooth_noise(shape, max(rows, cols) / 6, rng)
-    return vignette * charging
+    v = rng.uniform(0.0, 0.15) if vignetting is None else vignetting
+    vignette = 1.0 - v * r2 / 2
+    if charging == 0:  # switched off: no pattern drawn
+        return vignette
+    c = rng.uniform(0.0, 0.06) if charging is None else charging
+    return vignette * (1.0 + c * smooth_noise(shape, max(rows, cols) / 6, rng))
 
 
 def render_sem(
@@ -61,8 +67,16 @@ def render_sem(
     blur_px: float | None = None,
     photons: float | None = None,
     gaussian_noise: float | None = None,
+    edge_strength: float | None = None,
+    vignetting: float | None = None,
+    charging: float | None = None,
 ) -> np.ndarray:
     """Turn a phase mask into an SEM-like image.
+
+    Image model: I = (phase level + edge rim) × vignetting × charging, blurred, then Poisson shot noise
+    (mean I, variance I / photons), then Gaussian detector noise and scan-line jitter, clipped to [0, 1].
+    Every option drawn when None; the draws happen in a fixed order, so given options change the image
+    only through what they set.
 
     Args:
         mask: (H, W) uint8 phase mask in {0, 1}.
@@ -71,14 +85,18 @@ def render_sem(
         contrast: +1 second phase brighter, -1 darker, 0 drawn at random.
         blur_px: Gaussian blur sigma in px (probe size); drawn in 0.5-1.2 when None.
         photons: mean detected electrons per pixel at intensity 1 (shot noise, Poisson); 40-250 when None.
-        gaussian_noise: std of additive detector noise; 0.005-0.03 when None.
+        gaussian_noise: std of additive detector noise (and half of it per scan line); 0.005-0.03.
+        edge_strength: intensity added at the steepest phase edge: the rim is edge_strength·|∇(G₁ * mask)|
+            / max|∇(G₁ * mask)| (Sobel gradient of the mask smoothed with sigma 1 px); 0.05-0.2.
+        vignetting: v in the factor 1 - v·ρ²/2 (corners darker by 1 - v); 0-0.15.
+        charging: amplitude of the smooth multiplicative charging pattern; 0-0.06 (0 switches it off).
 
     Returns:
         (H, W) float32 image in [0, 1].
     """
     img = _base_intensity(mask, grains, contrast, rng)
-    img = img + _edge_brightening(mask, rng.uniform(0.05, 0.2))
-    img = img * _charging_and_vignetting(mask.shape, rng)
+    img = img + _edge_brightening(mask, rng.uniform(0.05, 0.2) if edge_strength is None else edge_strength)
+    img = img * _charging_and_vignetting(mask.shape, rng, vignetting=vignetting, charging=charging)
     sigma = rng.uniform(0.5, 1.2) if blur_px is None else blur_px
     img = ndimage.gaussian_filter(img, sigma)
     n_photons = rng.uniform(40, 250) if photons is None else photons
