@@ -28,3 +28,10 @@ def test_committed_sample_regenerates_byte_identical(name, tmp_path):
     assert f"--out data/samples/{name}" in (SAMPLES / "README.md").read_text()
     assert main(["synth", *COMMANDS[name].split(), "--out", str(tmp_path / name)]) == 0
     assert _tree(tmp_path / name) == _tree(SAMPLES / name)
+
+
+def test_committed_samples_fit_in_5_mb():
+    if not SAMPLES.is_dir():
+        pytest.skip("data/samples not in this checkout")
+    total = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file())
+    assert 0 < total <= 5 * 2**20, f"data/samples holds {total / 2**20:.2f} MiB"
