@@ -142,7 +142,7 @@ def _runner(name: str, a: argparse.Namespace) -> Callable[[], Any]:
         ),
         "synthetic": lambda: acc.bench_synthetic(n=a.synthetic_n, out_dir=out),
         "io": lambda: __import__("benchmarks.bench_io", fromlist=["main"]).main(repeats=5),
-        "synth": lambda: __import__("benchmarks.bench_synth", fromlist=["main"]).main(["--n", "100"]),
+        "synth": lambda: __import__("benchmarks.bench_synth", fromlist=["main"]).main([]),  # n = 1000
         "analyze": lambda: __import__("benchmarks.bench_analyze", fromlist=["main"]).main(["--repeats", "3"]),
     }[name]
 

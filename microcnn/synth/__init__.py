@@ -10,7 +10,7 @@ Example:
 
 from microcnn.synth.dataset import TASKS, SynthSample, generate, make_dataset, sample_rng
 from microcnn.synth.generators import CLASS_NAMES, GENERATORS
-from microcnn.synth.properties import PROPERTY_NAMES, UNITS, measure, transport
+from microcnn.synth.properties import PROPERTY_NAMES, UNITS, TransportNotConverged, measure, transport
 
 __all__ = [
     "CLASS_NAMES",
@@ -19,6 +19,7 @@ __all__ = [
     "TASKS",
     "UNITS",
     "SynthSample",
+    "TransportNotConverged",
     "generate",
     "make_dataset",
     "measure",
