@@ -1,7 +1,7 @@
 """The six classes differ in morphology, not in brightness: a tiny CNN separates them, mean intensity cannot.
 
 128 x 128 micrographs viewed at 64 x 64 (2 x 2 binning, a lower magnification), 150 per class for
-training, 40 per class held out (another seed). About 25 s to generate and 50 s to train on the
+training, 40 per class held out (another seed). About 20 s to generate and 40-50 s to train on the
 2-core CPU (one thread: under other load two threads were 15x slower).
 
 Why this recipe (measured, 80 held-out per class): constant-LR Adam for 25 epochs without augmentation
