@@ -20,6 +20,7 @@ TINY = {
     "classify_lenet5.yaml": ["data.synthetic.n=12"],
     "classify_resnet18.yaml": ["data.synthetic.n=12", "data.synthetic.size=32"],
     "regress_porous.yaml": ["data.synthetic.n=10", "data.synthetic.size=32"],
+    "regress_size.yaml": ["data.synthetic.n=10", "data.synthetic.size=48"],
     "uhcs.yaml": ["data.patch_size=64", "data.patches_per_image=1", "model.base_channels=4", "model.depth=2"],
     "nasa_super1.yaml": [
         "data.patch_size=64",
