@@ -257,7 +257,12 @@ def steady_state(runs: list[dict[str, Any]]) -> tuple[float | None, float | None
 
 
 def bench_batch_h5(
-    *, sizes: tuple[int, ...] = (200, 2000), side: int = 64, seconds: float = 3.0, chunk: int = 32
+    *,
+    sizes: tuple[int, ...] = (200, 2000),
+    side: int = 64,
+    seconds: float = 3.0,
+    chunk: int = 32,
+    model_path: Path | None = None,
 ) -> dict[str, Any]:
     """HDF5 batch prediction vs the pure forward of the same model on the same images.
 
@@ -265,7 +270,7 @@ def bench_batch_h5(
     seconds and peak RSS of ``predict_archive``); the same process then times the bare model forward on the
     archive's images, one at a time and ``chunk`` at a time. Returns per size: images/s, peak RSS (MB) and
     the two forward rates; for the largest archive the ratios archive / forward; and the peak-RSS ratio of
-    the largest to the smallest archive.
+    the largest to the smallest archive. ``model_path``: segmentation weights to run (None: a toy U-Net).
     """
     import subprocess
     import sys
@@ -276,7 +281,7 @@ def bench_batch_h5(
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model, archives = bench_batch.make_inputs(folder, list(sizes), side)
+        model, archives = bench_batch.make_inputs(folder, list(sizes), side, model_path=model_path)
         runs = {}
         for n, path in archives.items():
             code = bench_batch._CHILD + _FORWARD_AFTER
@@ -288,6 +293,7 @@ def bench_batch_h5(
     steady, startup = steady_state(list(runs.values()))
     return {
         "side": side,
+        "model": "toy U-Net (depth 2, 8 channels)" if model_path is None else Path(model_path).stem,
         "runs": list(runs.values()),
         "steady_img_s": steady,
         "startup_s": startup,
