@@ -318,6 +318,7 @@ def _shared_input_hash(stored: str | None, path: Path) -> str:
 def _options(predictor: Any, *, chunk: int, save_masks: bool, world: int) -> dict[str, Any]:
     """Everything that changes the numbers (or the layout) of the output; part of the job key."""
     found = {name: getattr(predictor, name, None) for name in ("tile", "overlap", "blend", "batch_size")}
+    found["channels_last"] = bool(getattr(predictor, "channels_last", False))
     tta, rescale = len(getattr(predictor, "transforms", ())) > 1, bool(getattr(predictor, "rescale", False))
     device = str(getattr(predictor, "device", "cpu"))
     # CPU kernels split work by thread and round accordingly: the thread count is part of the numbers

@@ -57,6 +57,10 @@ class Predictor:
         batch_size: tiles per forward pass (bounds memory); blend: "gaussian" | "cosine" | "constant".
         rescale: resample each image to the training pixel size before predicting.
         names: labels of the members for ``result.method`` (file names by default).
+        channels_last: run the convolutions in NHWC memory layout (``torch.channels_last``). Measured on
+            the 2-core CPU (docs/benchmarks.md): 1.4-1.6x faster at 1024² for every segmenter of the zoo,
+            1.1-1.5x at 256². Results agree with the NCHW layout to float rounding (~1e-6), not bit for
+            bit, so it is part of a batch job's options.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Predictor:
         blend: str = "gaussian",
         rescale: bool = False,
         names: Sequence[str] | None = None,
+        channels_last: bool = True,
     ) -> None:
         from microcnn.engine.device import select_device
 
@@ -79,7 +84,8 @@ class Predictor:
             raise ValueError("Predictor needs at least one model.")
         check_tiling(tile=tile, overlap=overlap, batch_size=batch_size)
         self.device = select_device(device)
-        self.models = [m.to(self.device).eval() for m in models]
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.models = [m.to(self.device, memory_format=self.memory_format).eval() for m in models]
         self.metadata = dict(metadata)
         self.task = str(metadata.get("task") or getattr(models[0], "task", ""))
         if self.task not in ("classification", "segmentation", "regression"):
@@ -114,6 +120,11 @@ class Predictor:
                     )
         kwargs.setdefault("names", [p.name for p in paths])
         return cls([m for m, _ in loaded], first, **kwargs)
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the models run in NHWC memory layout (the ``channels_last`` argument)."""
+        return self.memory_format is torch.channels_last
 
     @property
     def class_names(self) -> list[str]:
@@ -194,10 +205,11 @@ class Predictor:
 
     def _meta(self, factor: float) -> dict[str, Any]:
         return {"members": len(self.models), "tta": len(self.transforms) > 1, "tile": self.tile,
-                "overlap": self.overlap, "rescale_factor": factor, "device": str(self.device)}  # fmt: skip
+                "overlap": self.overlap, "rescale_factor": factor, "device": str(self.device),
+                "channels_last": self.channels_last}  # fmt: skip
 
     def _samples(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device)
+        x = x.to(self.device, memory_format=self.memory_format)
         return tta_mod.samples(self.models, x, task=self.task, transforms=self.transforms).cpu()
 
     def _segment(
