@@ -466,3 +466,25 @@ def test_tiled_prediction_memory_is_bounded_by_the_image_and_one_tile_batch():
     before_kib, after_kib, rows = (int(v) for v in proc.stdout.split())
     bound = 48 * side * side + 4 * batch * (hidden + 3) * tile * tile * 4
     assert rows == side and (after_kib - before_kib) * 1024 < bound, (after_kib - before_kib, bound // 1024)
+
+
+def test_channels_last_layout_gives_the_nchw_probabilities_to_float_rounding():
+    # The same U-Net weights in both memory layouts; the NCHW forward (torch's reference layout) is the
+    # independent value. channels_last is an execution detail: only float rounding may differ.
+    from microcnn.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
+    meta = {"task": "segmentation", "class_names": ["a", "b", "c"], "model": {"name": "unet"}}
+    image = Micrograph(pixels=np.random.default_rng(0).random((40, 56), dtype=np.float32))
+    import copy
+
+    fast, plain = (
+        Predictor([copy.deepcopy(net)], meta, device="cpu", channels_last=cl) for cl in (True, False)
+    )
+    assert fast.channels_last and not plain.channels_last
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.models[0].parameters()
+               if p.ndim == 4)  # fmt: skip
+    a, b = fast.predict(image), plain.predict(image)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+    assert a.meta["channels_last"] and not b.meta["channels_last"]
