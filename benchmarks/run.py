@@ -188,12 +188,25 @@ def run_sections(
 
 def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One results dict from several runs: the first run's environment, every run's command, later sections
-    replacing earlier ones of the same name."""
+    replacing earlier ones of the same name; UHCS folds run in different runs are joined (a later run's
+    fold i replaces an earlier fold i), so the 6 folds can be measured in several sittings."""
     merged = {"environment": dict(parts[0]["environment"]), "sections": {}}
     merged["environment"]["command"] = " ; then ".join(p["environment"]["command"] for p in parts)
     for part in parts:
-        merged["sections"].update(part["sections"])
+        for name, section in part["sections"].items():
+            before = merged["sections"].get(name)
+            if name == "uhcs" and _has_folds(before) and _has_folds(section):
+                folds = {**before["result"]["folds"], **section["result"]["folds"]}
+                section = {**section, "result": {**section["result"], "folds": folds},
+                           "seconds": before["seconds"] + section["seconds"]}  # fmt: skip
+            merged["sections"][name] = section
     return merged
+
+
+def _has_folds(section: Any) -> bool:
+    return (
+        isinstance(section, dict) and isinstance(section.get("result"), dict) and "folds" in section["result"]
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

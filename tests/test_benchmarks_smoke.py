@@ -206,3 +206,19 @@ def test_bench_models_rows_refer_to_the_best_peak_measured():
     best = max(r["peak_gflops"] for r in rows)
     for r in rows:
         assert r["forward_pct_peak"] == pytest.approx(100 * r["forward_gflops"] / best)
+
+
+def test_merging_runs_joins_uhcs_folds_and_replaces_other_sections():
+    from benchmarks.run import merge_results
+
+    def run(command: str, sections: dict) -> dict:
+        return {"environment": {"command": command}, "sections": sections}
+
+    fold = {"ours": {"test": {"mean_iou": 0.5}}}
+    first = run("a", {"uhcs": {"result": {"folds": {"0": fold, "1": fold}}, "seconds": 10.0}, "io": {"x": 1}})
+    second = run("b", {"uhcs": {"result": {"folds": {"1": {}, "2": fold}}, "seconds": 5.0}, "io": {"x": 2}})
+    merged = merge_results([first, second])
+    uhcs = merged["sections"]["uhcs"]
+    assert sorted(uhcs["result"]["folds"]) == ["0", "1", "2"] and uhcs["result"]["folds"]["1"] == {}
+    assert uhcs["seconds"] == 15.0 and merged["sections"]["io"] == {"x": 2}
+    assert merged["environment"]["command"] == "a ; then b"
