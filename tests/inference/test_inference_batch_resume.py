@@ -128,16 +128,18 @@ def test_two_rank_torchrun_equals_one_rank_with_uneven_chunks(tmp_path, one_thre
 
 
 _PEAK = """
-import resource, sys
+import sys
+def hwm_kib():  # this process's own peak RSS (ru_maxrss would be inherited from pytest over fork + exec)
+    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 from microcnn.inference.batch import predict_archive
 from microcnn.inference.predictor import Predictor
 model, small, large, out = sys.argv[1:5]
 predictor = Predictor.from_checkpoint(model, device="cpu")
 for n in range(2):  # warm-up: lazy imports, HDF5 and allocator pools
     predict_archive(predictor, small, out + f".warm{n}.h5", chunk=16, save_masks=True)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = hwm_kib()
 predict_archive(predictor, large, out + ".large.h5", chunk=16, save_masks=True)
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, hwm_kib())
 """
 
 

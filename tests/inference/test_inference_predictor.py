@@ -431,7 +431,9 @@ def test_predict_many_preprocesses_each_image_once():
 
 
 _TILING_RSS = """
-import resource, sys
+import sys
+def hwm_kib():  # this process's own peak RSS (ru_maxrss would be inherited from pytest over fork + exec)
+    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 import numpy as np, torch
 from torch import nn
 from microcnn.inference.predictor import Predictor
@@ -444,9 +446,9 @@ p = Predictor([net], {"task": "segmentation", "class_names": ["a", "b"]}, device
               batch_size=batch)
 p.predict(Micrograph(pixels=np.random.default_rng(1).random((384, 384), dtype=np.float32)))  # warm-up
 pixels = np.random.default_rng(0).random((side, side), dtype=np.float32)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = hwm_kib()
 r = p.predict(Micrograph(pixels=pixels))
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.mask.shape[0])
+print(before, hwm_kib(), r.mask.shape[0])
 """
 
 
