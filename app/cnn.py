@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 import microcnn
 
@@ -32,7 +33,8 @@ def loaded_model(path: str, mtime_ns: int) -> tuple[Any, dict[str, Any]]:
 
     model, meta = load_model(path, device="cpu")
     model.requires_grad_(False)
-    return model.eval(), meta
+    # NHWC once here (the Predictor's default layout), so a Predictor never re-lays out the shared model
+    return model.eval().to(memory_format=torch.channels_last), meta
 
 
 def load(project: Path, name: str) -> tuple[Any, dict[str, Any]]:
@@ -68,11 +70,14 @@ def fit_channels(image: microcnn.Micrograph, in_channels: int) -> tuple[microcnn
     )
 
 
-def predict(project: Path, name: str, image: microcnn.Micrograph, *, tta: bool) -> tuple[Any, str | None]:
+def predict(
+    project: Path, name: str, image: microcnn.Micrograph, *, tta: bool, rescale: bool = False
+) -> tuple[Any, str | None]:
     """(Segmentation-/Classification-/RegressionResult, note) of ``image`` with model ``name``.
 
     ``result.method`` names the architecture and the model, e.g. "unet:phase_segmenter" (see
-    ``model_files.label``).
+    ``model_files.label``). ``rescale``: resample to the model's training pixel size first (the Predictor
+    maps a phase map back to the image's own rows and columns).
     """
     import model_files
 
@@ -83,7 +88,9 @@ def predict(project: Path, name: str, image: microcnn.Micrograph, *, tta: bool) 
         (meta.get("preprocessing") or {}).get("in_channels") or getattr(model, "in_channels", 1)
     )
     fitted, note = fit_channels(image, in_channels)
-    predictor = Predictor([model], meta, device="cpu", tta=tta, names=[model_files.label(name)])
+    predictor = Predictor(
+        [model], meta, device="cpu", tta=tta, rescale=rescale, names=[model_files.label(name)]
+    )
     return predictor.predict(fitted), note
 
 
@@ -97,6 +104,14 @@ def grad_cam(project: Path, name: str, image: microcnn.Micrograph, *, target: in
     fitted, _ = fit_channels(image, in_channels)
     x, _ = Predictor([model], meta, device="cpu").preprocess(fitted)
     return cam(private_copy(model), x, target=target, method=method)
+
+
+def scale_mismatch(image_um: float | None, trained_um: Any) -> float | None:
+    """image / training pixel size when both are known and differ by more than 5 %, else None."""
+    if not image_um or not isinstance(trained_um, int | float) or trained_um <= 0:
+        return None
+    ratio = float(image_um) / float(trained_um)
+    return ratio if abs(ratio - 1.0) > 0.05 else None
 
 
 def uncertainty_map(result: Any) -> np.ndarray | None:

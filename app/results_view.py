@@ -26,7 +26,8 @@ SEED = 0  # bootstrap seed for the phase-fraction CI, recorded in the report (sa
 def run_method(image: microcnn.Micrograph, method: str, options: dict[str, Any]) -> tuple[Any, str | None]:
     """(result, note): a classical method from CLASSICAL, or a CNN model (method ``cnn.CNN``)."""
     if method == cnn.CNN:
-        return cnn.predict(state.project_dir(), options["model"], image, tta=bool(options.get("tta")))
+        return cnn.predict(state.project_dir(), options["model"], image, tta=bool(options.get("tta")),
+                           rescale=bool(options.get("rescale")))  # fmt: skip
     from microcnn.analysis import CLASSICAL
 
     method_options = {k: v for k, v in options.items() if k != "particle_class"}

@@ -115,8 +115,8 @@ def scale_bar_size(m: microcnn.Micrograph, bar: Any, original: microcnn.Microgra
     return m.with_pixel_size(size, source="scale bar")
 
 
-def method_section() -> tuple[str | None, dict[str, Any]]:
-    """Choose a classical method or a CNN model; returns (method name, options)."""
+def method_section(image: microcnn.Micrograph) -> tuple[str | None, dict[str, Any]]:
+    """Choose a classical method or a CNN model for ``image``; returns (method name, options)."""
     st.subheader("3. Method")
     models = [m.name for m in model_files.list_models(state.project_dir())]
     kind = st.radio(
@@ -124,7 +124,7 @@ def method_section() -> tuple[str | None, dict[str, Any]]:
         help=None if models else "No model files yet: defaults go to data/models/, trained runs to runs/.",
     )  # fmt: skip
     if kind == "CNN model":
-        return cnn_section(models)
+        return cnn_section(models, image)
     try:
         from microcnn.analysis.classical import CLASSICAL
     except ImportError:
@@ -136,8 +136,9 @@ def method_section() -> tuple[str | None, dict[str, Any]]:
     return name, classical_options(name)
 
 
-def cnn_section(models: list[str]) -> tuple[str | None, dict[str, Any]]:
-    """A model from data/models/ or runs/<run>/ (with its card's task and classes), TTA on or off."""
+def cnn_section(models: list[str], image: microcnn.Micrograph) -> tuple[str | None, dict[str, Any]]:
+    """A model from data/models/ or runs/<run>/ (with its card's task and classes), TTA on or off, and
+    resampling to the model's training pixel size when ``image``'s differs."""
     if not models:
         st.info("No CNN models yet: train one on the Train page, or add default weights to data/models/.")
         return None, {}
@@ -159,13 +160,35 @@ def cnn_section(models: list[str]) -> tuple[str | None, dict[str, Any]]:
         value=False,
         key="analyze.tta",
     )
-    options: dict[str, Any] = {"model": name, "tta": tta}
+    options: dict[str, Any] = {"model": name, "tta": tta, **rescale_choice(image, card)}
     if card and card.get("task") == "segmentation" and len(card.get("class_names") or []) > 2:
         classes = list(card["class_names"])
         options["particle_class"] = st.selectbox(
             "Phase to measure as particles", classes, index=len(classes) - 1, key="analyze.cnn_particles"
         )
     return cnn.CNN, options
+
+
+def rescale_choice(image: microcnn.Micrograph, card: dict[str, Any] | None) -> dict[str, Any]:
+    """{"rescale": bool} when the image and the model's training pixel sizes are known and differ (on by
+    default: a CNN sees features at the scale it learnt them); a note when only the model's is known."""
+    trained = (card or {}).get("pixel_size_um")
+    ratio = cnn.scale_mismatch(image.pixel_size_um, trained)
+    if ratio is not None:
+        on = st.toggle(
+            f"Resample to the model's pixel size ({image.pixel_size_um:.4g} -> {trained:.4g} µm/px, "
+            f"×{1 / ratio:.3g} in size); the phase map comes back at the image's own pixels",
+            value=True,
+            key="analyze.rescale",
+        )
+        if not on:
+            st.warning(f"The image's pixels are {ratio:.3g}x the model's: features look {ratio:.3g}x "
+                       "smaller to it than in training, which can cost accuracy.")  # fmt: skip
+        return {"rescale": on}
+    if isinstance(trained, int | float) and not image.pixel_size_um:
+        st.caption(f"The model was trained at {trained:.4g} µm/px; give the image's pixel size above to "
+                   "resample it to that scale.")  # fmt: skip
+    return {}
 
 
 def classical_options(name: str) -> dict[str, Any]:
@@ -247,7 +270,7 @@ left, right = st.columns([1, 2])
 with left:
     image, bar = info_bar_section(original)
     image = pixel_size_section(image, bar, original)
-    method, options = method_section()
+    method, options = method_section(image)
     run = st.button("Analyze", type="primary", key="analyze.run", disabled=method is None)
 if run and method is not None:
     with views.friendly_errors("Analysis"), st.spinner("Analyzing..."):

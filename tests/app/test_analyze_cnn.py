@@ -195,3 +195,36 @@ def test_default_property_regressor_std_is_its_predicted_variance(project: Path,
     assert report["pixel_size_um"] == pytest.approx(0.1) and report["pixel_size_source"] == "typed"
     assert list(report["targets"]) == meta["target_names"]
     assert report["targets"]["porosity"]["std"] == pytest.approx(np.sqrt(np.exp(logvar[0])), rel=1e-5)
+
+
+def test_an_image_at_another_pixel_size_is_resampled_to_the_models_by_default(project: Path, new_session):
+    """phase_segmenter was trained at 0.05 µm/px; an image typed at 0.1 µm/px is resampled (rescale=True),
+    and the mask equals a direct Predictor call with rescale on; switched off, the plain prediction and a
+    warning."""
+    import microcnn
+    from microcnn.inference.predictor import Predictor
+
+    name = copy_default_model(project, "phase_segmenter")
+    sample = REPO / "data" / "samples" / "segmentation" / "images" / "synth_000001.png"
+    at = new_session("analyze")
+    at.file_uploader[0].upload("synth.png", sample.read_bytes(), "image/png").run()
+    at.number_input(key="analyze.pixel_um").set_value(0.1)
+    at.radio(key="analyze.kind").set_value("CNN model").run()
+    at.selectbox(key="analyze.model").select(name).run()
+    assert at.toggle(key="analyze.rescale").value is True  # on by default when the sizes differ
+    at.button(key="analyze.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (result,) = at.session_state["analyze.results"].values()
+    image = microcnn.crop_info_bar(microcnn.read_micrograph(sample, pixel_size_um=0.1))
+    direct = {
+        r: Predictor.from_checkpoint(project / name, device="cpu", rescale=r).predict(image) for r in (1, 0)
+    }
+    assert direct[1].meta["rescale_factor"] == 2.0  # 0.1 / 0.05: twice the rows and columns
+    np.testing.assert_array_equal(result["mask"], direct[1].mask)
+    assert result["mask"].shape == image.pixels.shape  # back at the image's own pixels
+
+    at.toggle(key="analyze.rescale").set_value(False).run()
+    assert any("smaller to it than in training" in w.value for w in at.warning)
+    at.button(key="analyze.run").click().run()
+    (result,) = at.session_state["analyze.results"].values()
+    np.testing.assert_array_equal(result["mask"], direct[0].mask)
