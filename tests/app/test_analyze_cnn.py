@@ -36,10 +36,14 @@ def standardised(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((x - x.mean()) / (x.std() + 1e-4))[None, None]
 
 
-def analyze_with(new_session, image: np.ndarray | bytes, model: str, *, tta: bool = False, name="img.tif"):
+def analyze_with(
+    new_session, image: np.ndarray | bytes, model: str, *, tta: bool = False, name="img.tif", pixel_um=None
+):
     at = new_session("analyze")
     data = image if isinstance(image, bytes) else tiff16(image, resolution_px_per_um=4.0)
     at.file_uploader[0].upload(name, data, "image/tiff").run()
+    if pixel_um is not None:
+        at.number_input(key="analyze.pixel_um").set_value(pixel_um)
     at.radio(key="analyze.kind").set_value("CNN model").run()
     at.selectbox(key="analyze.model").select(model)
     at.toggle(key="analyze.tta").set_value(tta).run()
@@ -184,7 +188,9 @@ def test_default_property_regressor_std_is_its_predicted_variance(project: Path,
     t = len(meta["target_names"])
     mean, logvar = out[:t], out[t:]  # heteroscedastic head: [mean | log-variance] (models/regression.py)
 
-    at = analyze_with(new_session, sample.read_bytes(), name, name="porous.png")
+    # typed at the model's own training pixel size (meta), so the app feeds the 64 x 64 pixels unchanged
+    at = analyze_with(new_session, sample.read_bytes(), name, name="porous.png", pixel_um=meta["pixel_size_um"])
+    assert "analyze.rescale" not in [t.key for t in at.toggle]  # same size: nothing to resample
     (result,) = at.session_state["analyze.results"].values()
     np.testing.assert_allclose(result["table"]["value"], mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result["table"]["std"], np.sqrt(np.exp(logvar)), rtol=1e-5, atol=1e-7)
@@ -192,7 +198,7 @@ def test_default_property_regressor_std_is_its_predicted_variance(project: Path,
     assert shown[0].startswith(f"{mean[0]:.4g} ± {np.sqrt(np.exp(logvar[0])):.3g}")
     report = json.loads(media(at, "dl.json"))
     assert report["model_file"] == name and report["method"] == "regressor:property_regressor"
-    assert report["pixel_size_um"] == pytest.approx(0.1) and report["pixel_size_source"] == "typed"
+    assert report["pixel_size_um"] == pytest.approx(meta["pixel_size_um"]) and report["pixel_size_source"] == "typed"
     assert list(report["targets"]) == meta["target_names"]
     assert report["targets"]["porosity"]["std"] == pytest.approx(np.sqrt(np.exp(logvar[0])), rel=1e-5)
 
