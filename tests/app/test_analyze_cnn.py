@@ -189,7 +189,8 @@ def test_default_property_regressor_std_is_its_predicted_variance(project: Path,
     mean, logvar = out[:t], out[t:]  # heteroscedastic head: [mean | log-variance] (models/regression.py)
 
     # typed at the model's own training pixel size (meta), so the app feeds the 64 x 64 pixels unchanged
-    at = analyze_with(new_session, sample.read_bytes(), name, name="porous.png", pixel_um=meta["pixel_size_um"])
+    trained_um = meta["pixel_size_um"]
+    at = analyze_with(new_session, sample.read_bytes(), name, name="porous.png", pixel_um=trained_um)
     assert "analyze.rescale" not in [t.key for t in at.toggle]  # same size: nothing to resample
     (result,) = at.session_state["analyze.results"].values()
     np.testing.assert_allclose(result["table"]["value"], mean, rtol=1e-5, atol=1e-6)
@@ -198,7 +199,7 @@ def test_default_property_regressor_std_is_its_predicted_variance(project: Path,
     assert shown[0].startswith(f"{mean[0]:.4g} ± {np.sqrt(np.exp(logvar[0])):.3g}")
     report = json.loads(media(at, "dl.json"))
     assert report["model_file"] == name and report["method"] == "regressor:property_regressor"
-    assert report["pixel_size_um"] == pytest.approx(meta["pixel_size_um"]) and report["pixel_size_source"] == "typed"
+    assert report["pixel_size_um"] == pytest.approx(trained_um) and report["pixel_size_source"] == "typed"
     assert list(report["targets"]) == meta["target_names"]
     assert report["targets"]["porosity"]["std"] == pytest.approx(np.sqrt(np.exp(logvar[0])), rel=1e-5)
 
