@@ -10,6 +10,7 @@ Examples:
   microcnn pack ../shared/data/uhcs_seg24 uhcs.h5 --task segmentation \\
       --samples-csv ../shared/data/uhcs_seg24/metadata.csv --group-column sample_label \\
       --pixel-size-column um_per_px
+  microcnn pack data/reg reg.h5 --target-units 1 µm       # porosity (fraction), mean diameter (µm)
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.samples_csv:
         options["samples_csv"] = args.samples_csv
+    if args.target_units is not None:
+        options["target_units"] = args.target_units
     with tqdm(unit="img", desc="pack") as bar:
 
         def progress(done: int, total: int) -> None:
@@ -71,6 +74,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "uint8", "uint16", "float32"),
         default="auto",
         help="storage dtype (default auto: the smallest that keeps every image exact)",
+    )
+    p.add_argument(
+        "--target-units",
+        nargs="+",
+        metavar="UNIT",
+        help="units of the regression targets, one per targets.csv column in order (e.g. 1 µm); "
+        "overrides dataset.json 'target_units'",
     )
     p.add_argument("--as-gray", action="store_true", help="store colour images as gray (BT.709 luminance)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

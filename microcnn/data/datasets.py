@@ -136,8 +136,8 @@ def _check_units(units: Sequence[str] | None, names: list[str], root: Path) -> l
     if isinstance(units, str) or len(units) != len(names):
         raise DatasetError(
             f"target_units must list one unit per target column of '{root}' ({names}); got {units!r}. "
-            "Set data.target_units in the config (or target_units in dataset.json) to e.g. "
-            f"{['1'] * len(names)}, with '1' for dimensionless targets."
+            "Set data.target_units in the config, target_units in dataset.json, or `microcnn pack "
+            f"--target-units` to e.g. {['1'] * len(names)}, with '1' for dimensionless targets."
         )
     return [str(u) for u in units]
 

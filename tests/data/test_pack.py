@@ -77,6 +77,23 @@ def test_pack_round_trip_regression_targets_and_units(tmp_path):
         assert s["pixel_size_um"] == pytest.approx(0.05)
 
 
+def test_target_units_from_the_command_line_override_dataset_json_and_are_checked(tmp_path, capsys):
+    root = tmp_path / "reg"
+    (root / "images").mkdir(parents=True)
+    for k, stem in enumerate(("s1", "s2")):
+        Image.fromarray(np.full((3, 4), k, np.uint8)).save(root / "images" / f"{stem}.png")
+    (root / "targets.csv").write_text("file,porosity,d_mean\ns1,0.25,1.5\ns2,0.5,12\n", encoding="utf-8")
+    (root / "dataset.json").write_text('{"target_units": ["1", "px"]}')
+    out = tmp_path / "reg.h5"
+    assert main(["pack", str(root), str(out), "--target-units", "1", "µm"]) == 0
+    assert open_dataset(out).target_units == ["1", "µm"]  # the flag, not dataset.json's "px"
+    # one unit for two target columns: exit 2, the columns and the flag named, nothing written
+    assert main(["pack", str(root), str(tmp_path / "bad.h5"), "--target-units", "µm"]) == 2
+    err = capsys.readouterr().err
+    assert "['porosity', 'd_mean']" in err and "--target-units" in err
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_pack_round_trip_float32_and_rgb_images(tmp_path):
     # float32 TIFFs in [0, 1] are stored as float32, bit for bit; true-colour PNGs as (N, H, W, 3) uint8.
     floats = {"f1": np.array([[0.1, 0.25], [0.5, 1 / 3]], np.float32), "f2": np.zeros((2, 2), np.float32)}
