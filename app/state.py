@@ -50,6 +50,7 @@ class Keys:
     cnn_views: str = "analyze.cnn_views"  # dict[file_id, dict] -> Grad-CAM maps computed on request
     # Batch page
     batch_results: str = "batch.results"  # dict: the last batch job of this session (summary, tables)
+    batch_scratch: str = "batch.scratch"  # uploads.ScratchFolder of that job (removed with the session)
     # Learn page, "your model"
     learn_maps: str = "learn.maps"  # dict: feature maps / kernels / Grad-CAM of the last request
     # widget keys that tests and pages share
@@ -68,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     KEYS.train_message: "",
     KEYS.cnn_views: {},
     KEYS.batch_results: {},
+    KEYS.batch_scratch: None,
     KEYS.learn_maps: {},
 }
 

@@ -14,6 +14,7 @@ import io
 import shutil
 import stat
 import tempfile
+import weakref
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -22,6 +23,22 @@ from microcnn.errors import DatasetError
 MAX_UNPACKED_BYTES = 500 * 1024 * 1024
 MAX_MEMBERS = 20_000
 _BLOCK = 1 << 20
+
+
+class ScratchFolder:
+    """A temporary folder that lives as long as this object: removed by :meth:`remove`, when the object is
+    collected (Streamlit drops a session's state some time after its browser tab closed) or at server exit.
+
+    A session keeps its scratch folder in its own session state, so uploads and results of a closed
+    session do not pile up in the system's temporary folder.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), ignore_errors=True)
+
+    def remove(self) -> None:
+        self._finalizer()
 
 
 class UnsafeArchiveError(DatasetError):

@@ -8,8 +8,6 @@ resumable, torchrun); the page shows the same command.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,14 +27,16 @@ MB = 1024 * 1024
 def work_dir() -> Path:
     """A fresh folder for one batch job of this session (system temp; never shared between sessions).
 
-    The folder of this session's previous job is removed first (with its results), so a session keeps
-    at most one.
+    The folder of this session's previous job, finished or failed, is removed first (with its results), so
+    a session keeps at most one; it goes when the session's state is dropped (uploads.ScratchFolder).
     """
-    previous = st.session_state[K.batch_results].get("folder")
+    previous = st.session_state[K.batch_scratch]
     st.session_state[K.batch_results] = {}
-    if previous:
-        shutil.rmtree(previous, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"microcnn-batch-{uuid.uuid4().hex[:8]}-"))
+    if previous is not None:
+        previous.remove()
+    scratch = uploads.ScratchFolder(prefix=f"microcnn-batch-{uuid.uuid4().hex[:8]}-")
+    st.session_state[K.batch_scratch] = scratch
+    return scratch.path
 
 
 def input_section() -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ over the pixel budget give a friendly message; sessions do not see each other's 
 
 from __future__ import annotations
 
+import gc
 import io
 import zipfile
 from pathlib import Path
@@ -79,6 +80,16 @@ def test_uploaded_archive_gives_table_plots_and_downloads(project: Path, new_ses
     other = new_session("batch")  # another browser session sees none of it
     assert other.session_state["batch.results"] == {}
     assert not other.get("download_button") and not other.dataframe
+
+    # one scratch folder per session: the next job removes the last one's, a dropped session its own
+    first = Path(at.session_state["batch.results"]["folder"])
+    assert (first / "results.h5").is_file()
+    at.button(key="batch.run").click().run()
+    second = Path(at.session_state["batch.results"]["folder"])
+    assert second.is_dir() and second != first and not first.exists()
+    del at
+    gc.collect()
+    assert not second.exists()
 
 
 def write_pngs(folder: Path, pictures: list[np.ndarray]) -> Path:
