@@ -8,6 +8,7 @@ resumable, torchrun); the page shows the same command.
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from pathlib import Path
 from typing import Any
@@ -142,16 +143,22 @@ def show_results(outcome: dict[str, Any]) -> None:
     )
 
 
+def cli_command(model: str) -> str:
+    """The same job on the command line, run from the project folder (model names are relative to it)."""
+    return f"microcnn predict-h5 --model {shlex.quote(model)} --input archive.h5 --output results.h5"
+
+
 st.title("Batch")
 st.markdown(
-    "Predict every image of an archive with one model. For large archives use the CLI: "
-    "`microcnn predict-h5 MODEL.safetensors archive.h5 results.h5` (resumable, several GPUs with torchrun)."
+    "Predict every image of an archive with one model. Large archives belong to the command line, "
+    "which is resumable and runs on several GPUs with torchrun (`docs/batch.md`)."
 )
 models = [m.name for m in model_files.list_models(state.project_dir())]
 if not models:
     st.info("No CNN models yet: train one on the Train page, or add default weights to data/models/.")
     st.stop()
 model = st.selectbox("Model", models, key="batch.model")
+st.code(cli_command(model), language="bash")
 tta = st.toggle("Test-time augmentation (8x slower; adds a spread per image)", value=False, key="batch.tta")
 source = input_section()
 if st.button("Run batch", type="primary", key="batch.run", disabled=source is None) and source:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import gc
 import io
+import shlex
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from microcnn.cli import build_parser
 
 from .test_analyze_cnn import SEG_CLASSES, save_model
 
@@ -76,6 +79,12 @@ def test_uploaded_archive_gives_table_plots_and_downloads(project: Path, new_ses
     assert at.metric[0].value == "2" and at.metric[2].value == "0"
     assert [b.label for b in at.get("download_button")] == ["results.h5", "results.csv"]
     assert len(at.get("plotly_chart")) == len(SEG_CLASSES)
+
+    # the command shown for the same job is one the real CLI parses, with this model and the right flags
+    (command,) = [c.value for c in at.code if "predict-h5" in c.value]
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert args.command == "predict-h5" and args.model == ["runs/seg/model.safetensors"]
+    assert (args.input, args.output) == ("archive.h5", "results.h5")
 
     other = new_session("batch")  # another browser session sees none of it
     assert other.session_state["batch.results"] == {}
