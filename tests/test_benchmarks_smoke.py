@@ -222,3 +222,11 @@ def test_merging_runs_joins_uhcs_folds_and_replaces_other_sections():
     assert sorted(uhcs["result"]["folds"]) == ["0", "1", "2"] and uhcs["result"]["folds"]["1"] == {}
     assert uhcs["seconds"] == 15.0 and merged["sections"]["io"] == {"x": 2}
     assert merged["environment"]["command"] == "a ; then b"
+
+
+def test_super3_epochs_hold_as_many_crops_as_super1_epochs():
+    """Super1: 10 training images x 8 crops (configs/nasa_super1.yaml) = 80 crops per epoch; Super3 has one
+    image, so 80 crops of it, and early stopping's patience counts the same work on both."""
+    assert acc._crops_per_epoch_as_super1(1) == ["data.patches_per_image=80"]
+    assert acc._crops_per_epoch_as_super1(3) == ["data.patches_per_image=27"]  # ceil(80 / 3)
+    assert acc._crops_per_epoch_as_super1(10) == []
