@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 PIXELNET = {"mean_iou": (62.6, 2.5), "pixel_accuracy": (86.5, 1.6)}  # DeCost 2019, % ± standard error
 NASA_REFERENCE = 0.942  # Super1 test joint IoU, UNet++ / ResNet50 pre-trained on MicroNet (SOURCE.md)
 
@@ -278,9 +280,26 @@ def uhcs_lines(results: dict[str, Any]) -> list[str]:
         if "test" in f.get(who, {})
     ]
     lines += [*_table(seg_header(names), rows), ""]
+    lines += [fold_summary(folds), ""]
     for k, f in folds.items():
         lines += [f"Fold {k}:", _train_facts("ours", f["ours"]), _train_facts("peer", f["peer"]), ""]
     return lines
+
+
+def fold_summary(folds: dict[str, Any]) -> str:
+    """Mean ± sample std (ddof 1, as PixelNet's figure over its folds) of mean IoU and pixel accuracy, %."""
+    parts = []
+    for who in ("ours", "peer", "multi_otsu"):
+        scored = [f[who]["test"] for f in folds.values() if "test" in f.get(who, {})]
+        if not scored:
+            continue
+        cells = []
+        for key, label in (("mean_iou", "mean IoU"), ("pixel_accuracy", "pixel acc")):
+            v = np.array([t[key] for t in scored], float) * 100
+            spread = f" ± {v.std(ddof=1):.1f}" if len(v) > 1 else ""
+            cells.append(f"{label} {v.mean():.1f}{spread}")
+        parts.append(f"{who} {', '.join(cells)} %")
+    return f"Over the {len(folds)} fold(s) run (mean ± sample std): " + "; ".join(parts) + "."
 
 
 def synthetic_lines(results: dict[str, Any]) -> list[str]:

@@ -230,3 +230,17 @@ def test_super3_epochs_hold_as_many_crops_as_super1_epochs():
     assert acc._crops_per_epoch_as_super1(1) == ["data.patches_per_image=80"]
     assert acc._crops_per_epoch_as_super1(3) == ["data.patches_per_image=27"]  # ceil(80 / 3)
     assert acc._crops_per_epoch_as_super1(10) == []
+
+
+def test_uhcs_fold_summary_is_the_mean_and_sample_std():
+    from benchmarks.report import fold_summary
+
+    def scored(miou, acc):
+        return {"test": {"mean_iou": miou, "pixel_accuracy": acc}}
+
+    folds = {"0": {"ours": scored(0.60, 0.84), "peer": scored(0.5, 0.8)}, "1": {"ours": scored(0.70, 0.90)}}
+    # ours: mean (60 + 70) / 2 = 65, sample std |70 - 60| / sqrt(2) = 7.07; one peer fold: no spread
+    assert fold_summary(folds) == (
+        "Over the 2 fold(s) run (mean ± sample std): ours mean IoU 65.0 ± 7.1, pixel acc 87.0 ± 4.2 %; "
+        "peer mean IoU 50.0, pixel acc 80.0 %."
+    )
