@@ -31,6 +31,8 @@ class Goal:
             return [self.text, "not measured in this run", "–", "–", ""]
         gap = abs(self.value - self.target)
         digits = 1 if self.unit in (" %", " pp") else 3
+        while not self.met and round(gap, digits) == 0 and digits < 6:  # a miss never reads "short by 0.0"
+            digits += 1
         gap_unit = " pp" if self.unit == " %" else self.unit
         return [
             self.text,

@@ -244,3 +244,8 @@ def test_uhcs_fold_summary_is_the_mean_and_sample_std():
         "Over the 2 fold(s) run (mean ± sample std): ours mean IoU 65.0 ± 7.1, pixel acc 87.0 ± 4.2 %; "
         "peer mean IoU 50.0, pixel acc 80.0 %."
     )
+
+
+def test_a_narrow_miss_shows_its_gap_not_zero():
+    row = Goal("training ≥ 50 %", 49.98, 50.0, unit=" %").row()  # 49.98 % reads 50.0 at one decimal
+    assert row[2] == "**missed**" and row[3] == "short by 0.02 pp"
