@@ -55,9 +55,13 @@ def test_config_trains_a_few_steps(path, cache, tmp_path, monkeypatch):
     if path.name in REAL:
         from tests.conftest import shared_dataset
 
-        shared_dataset(REAL[path.name])
-        monkeypatch.chdir(REPO)  # their relative paths are meant for the repository root
+        root = shared_dataset(REAL[path.name])
+        monkeypatch.chdir(REPO)  # their relative paths (splits) are meant for the repository root
     overrides = [*SMALL, f"data.cache_dir={cache}", *TINY.get(path.name, SEGMENT)]
+    if path.name in REAL:  # the data where it was found (MICROCNN_SHARED_DATA or ../shared/data)
+        overrides.append(f"data.source={root}")
+        if csv := load_config(path).data.samples_csv:
+            overrides.append(f"data.samples_csv={root / Path(csv).name}")
     if path.name == "nasa_super1.yaml":  # 2 training and 1 validation image of the Super1 split
         from microcnn.data.splits import load_split, save_split
 
