@@ -114,7 +114,7 @@ def run_batch(model: str, source: dict[str, Any], *, tta: bool) -> dict[str, Any
     )  # fmt: skip
     task, table = batch_view.results_table(summary.output)
     return {"summary": summary, "task": task, "table": table, "output": summary.output, "notes": notes,
-            "model": model, "folder": str(folder)}  # fmt: skip
+            "model": model}  # fmt: skip
 
 
 def show_results(outcome: dict[str, Any]) -> None:

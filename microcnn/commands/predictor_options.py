@@ -40,7 +40,7 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :class:`microcnn.inference.predictor.Predictor` given on the command line."""
     options = {"device": args.device, "tile": args.tile, "overlap": args.overlap,
                "batch_size": args.batch_size, "tta": args.tta,
-               "channels_last": getattr(args, "channels_last", True)}  # fmt: skip
+               "channels_last": args.channels_last}  # fmt: skip
     if hasattr(args, "rescale"):
         options["rescale"] = args.rescale
     return options

@@ -91,10 +91,10 @@ def test_uploaded_archive_gives_table_plots_and_downloads(project: Path, new_ses
     assert not other.get("download_button") and not other.dataframe
 
     # one scratch folder per session: the next job removes the last one's, a dropped session its own
-    first = Path(at.session_state["batch.results"]["folder"])
+    first = at.session_state["batch.scratch"].path
     assert (first / "results.h5").is_file()
     at.button(key="batch.run").click().run()
-    second = Path(at.session_state["batch.results"]["folder"])
+    second = at.session_state["batch.scratch"].path
     assert second.is_dir() and second != first and not first.exists()
     del at
     gc.collect()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import numpy as np
 import pytest
 import torch
@@ -479,11 +481,7 @@ def test_channels_last_layout_gives_the_nchw_probabilities_to_float_rounding():
     net = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
     meta = {"task": "segmentation", "class_names": ["a", "b", "c"], "model": {"name": "unet"}}
     image = Micrograph(pixels=np.random.default_rng(0).random((40, 56), dtype=np.float32))
-    import copy
-
-    fast, plain = (
-        Predictor([copy.deepcopy(net)], meta, device="cpu", channels_last=cl) for cl in (True, False)
-    )
+    fast, plain = (Predictor([deepcopy(net)], meta, device="cpu", channels_last=cl) for cl in (True, False))
     assert fast.channels_last and not plain.channels_last
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.models[0].parameters()
                if p.ndim == 4)  # fmt: skip
