@@ -14,7 +14,10 @@ Sections (each returns a JSON-friendly dict; a missing dataset gives {"skipped":
 
 Each model is scored by the same code: per-class IoU, mean IoU, pixel accuracy, joint IoU, phase-fraction
 error per image (percentage points) and, per non-matrix class, the two-sample KS statistic between the
-equivalent-diameter distributions of objects in predicted and true masks (scipy ``ks_2samp``).
+equivalent-diameter distributions of objects in predicted and true masks (scipy ``ks_2samp``). Every
+set is scored twice: plain (key ``test``, ``ood``) and with test-time augmentation, the mean probability
+over the 8 flips/rotations (key ``test_tta``, ``ood_tta``; ``microcnn predict --tta`` /
+``microcnn evaluate --tta``).
 """
 
 from __future__ import annotations
@@ -115,11 +118,11 @@ def score_masks(
     }
 
 
-def predict_masks(weights: Path, micrographs: list[Any]) -> list[np.ndarray]:
-    """Class-index masks of a trained model (``microcnn.inference.Predictor``, CPU, no TTA)."""
+def predict_masks(weights: Path, micrographs: list[Any], *, tta: bool = False) -> list[np.ndarray]:
+    """Class-index masks of a trained model (``microcnn.inference.Predictor``, CPU; ``tta``: D4 mean)."""
     from microcnn.inference.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(weights, device="cpu")
+    predictor = Predictor.from_checkpoint(weights, device="cpu", tta=tta)
     return [predictor.predict(m).mask for m in micrographs]
 
 
@@ -137,14 +140,23 @@ def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], c
     if run.weights is None:
         out["error"] = "no model.safetensors was written (budget shorter than one epoch)"
         return out
-    for name, pairs in sets.items():
-        preds = predict_masks(run.weights, [m for m, _ in pairs])
-        out[name] = score_masks(
-            preds,
-            [t for _, t in pairs],
-            class_names=class_names,
-            pixel_sizes=[m.pixel_size_um for m, _ in pairs],
-        )
+    return {**out, **score_weights(run.weights, sets, class_names)}
+
+
+def score_weights(
+    weights: Path, sets: dict[str, list[tuple[Any, np.ndarray]]], class_names: list[str]
+) -> dict[str, Any]:
+    """{set: scores, set_tta: scores with test-time augmentation} of the model in ``weights``."""
+    out = {}
+    for tta in (False, True):
+        for name, pairs in sets.items():
+            preds = predict_masks(weights, [m for m, _ in pairs], tta=tta)
+            out[f"{name}_tta" if tta else name] = score_masks(
+                preds,
+                [t for _, t in pairs],
+                class_names=class_names,
+                pixel_sizes=[m.pixel_size_um for m, _ in pairs],
+            )
     return out
 
 

@@ -244,12 +244,13 @@ def nasa_lines(results: dict[str, Any], name: str = "nasa") -> list[str]:
         f"Train {len(n['split']['train'])} / val {len(n['split']['val'])} (model selection) / "
         f"test {len(n['split']['test'])}; out-of-distribution: {', '.join(n['split']['ood'])}. "
         f"Joint IoU as in SOURCE.md (= a / (2 − a) for pixel accuracy a); reference {NASA_REFERENCE} "
-        "(UNet++ / ResNet50 pre-trained on MicroNet, Super1). Same code scores both models.",
+        "(UNet++ / ResNet50 pre-trained on MicroNet, Super1). Same code scores both models; (TTA) rows: "
+        "the same model averaged over the 8 flips/rotations of each image (`--tta`, 8x the compute).",
         "",
     ]
     rows = [
-        seg_row(f"{who} {part}", n[who][part], names)
-        for part in ("test", "ood")
+        seg_row(f"{who} {part.replace('_tta', ' (TTA)')}", n[who][part], names)
+        for part in ("test", "test_tta", "ood", "ood_tta")
         for who in ("ours", "peer")
         if part in n[who]
     ]
@@ -274,10 +275,10 @@ def uhcs_lines(results: dict[str, Any]) -> list[str]:
         "",
     ]
     rows = [
-        seg_row(f"fold {k} {who}", f[who]["test"], names)
+        seg_row(f"fold {k} {who}{' (TTA)' if part.endswith('_tta') else ''}", f[who][part], names)
         for k, f in folds.items()
-        for who in ("ours", "peer", "multi_otsu")
-        if "test" in f.get(who, {})
+        for who, part in FOLD_ROWS
+        if part in f.get(who, {})
     ]
     lines += [*_table(seg_header(names), rows), ""]
     lines += [fold_summary(folds), ""]
@@ -286,11 +287,21 @@ def uhcs_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+# (model, scored set) rows of a UHCS fold: plain, then with test-time augmentation
+FOLD_ROWS = (
+    ("ours", "test"),
+    ("peer", "test"),
+    ("multi_otsu", "test"),
+    ("ours", "test_tta"),
+    ("peer", "test_tta"),
+)
+
+
 def fold_summary(folds: dict[str, Any]) -> str:
     """Mean ± sample std (ddof 1, as PixelNet's figure over its folds) of mean IoU and pixel accuracy, %."""
     parts = []
-    for who in ("ours", "peer", "multi_otsu"):
-        scored = [f[who]["test"] for f in folds.values() if "test" in f.get(who, {})]
+    for who, part in FOLD_ROWS:
+        scored = [f[who][part] for f in folds.values() if part in f.get(who, {})]
         if not scored:
             continue
         cells = []
@@ -298,7 +309,7 @@ def fold_summary(folds: dict[str, Any]) -> str:
             v = np.array([t[key] for t in scored], float) * 100
             spread = f" ± {v.std(ddof=1):.1f}" if len(v) > 1 else ""
             cells.append(f"{label} {v.mean():.1f}{spread}")
-        parts.append(f"{who} {', '.join(cells)} %")
+        parts.append(f"{who}{' (TTA)' if part.endswith('_tta') else ''} {', '.join(cells)} %")
     return f"Over the {len(folds)} fold(s) run (mean ± sample std): " + "; ".join(parts) + "."
 
 

@@ -249,3 +249,35 @@ def test_uhcs_fold_summary_is_the_mean_and_sample_std():
 def test_a_narrow_miss_shows_its_gap_not_zero():
     row = Goal("training ≥ 50 %", 49.98, 50.0, unit=" %").row()  # 49.98 % reads 50.0 at one decimal
     assert row[2] == "**missed**" and row[3] == "short by 0.02 pp"
+
+
+def test_tta_scores_get_their_own_rows_and_goals(tmp_path):
+    """A model scored plain and with TTA: the goals marked (TTA) read the *_tta scores, the others the plain
+    ones; the report shows both rows, and the UHCS summary averages the TTA folds on their own."""
+    from benchmarks.report import fold_summary
+
+    def scored(miou, acc):
+        return {"mean_iou": miou, "pixel_accuracy": acc, "joint_iou": acc / (2 - acc), "iou": {}}
+
+    nasa = {
+        who: {"test": scored(0.88, 0.976), "test_tta": scored(0.91, 0.98), "ood": scored(0.6, 0.8),
+              "ood_tta": scored(0.62, 0.86)}
+        for who in ("ours", "peer")
+    }  # fmt: skip
+    nasa["peer"]["test_tta"] = scored(0.92, 0.98)
+    results = {"sections": {"nasa": {"result": nasa}}}
+    goals = {g.text: g for g in accuracy_goals(results)}
+    assert goals["NASA Super1 per-class mean IoU ≥ 0.90"].value == 0.88
+    assert goals["NASA Super1 per-class mean IoU ≥ 0.90 (TTA)"].met is True
+    ood = goals["Out-of-distribution joint IoU ≥ 0.75 (Super1 model, 5 images) (TTA)"]
+    assert ood.value == pytest.approx(0.86 / 1.14) and ood.met is True
+    better = goals["Better than the peer (mean IoU, ours − peer): NASA Super1 test (TTA)"]
+    assert better.value == pytest.approx(-1.0) and better.met is False
+    folds = {"0": {"ours": {"test": scored(0.6, 0.8), "test_tta": scored(0.7, 0.9)}}}
+    assert fold_summary(folds).endswith("ours mean IoU 60.0, pixel acc 80.0 %; ours (TTA) mean IoU 70.0, "
+                                        "pixel acc 90.0 %.")  # fmt: skip
+    from benchmarks.report import nasa_lines
+
+    nasa_result = {**nasa, "split": {"train": [1], "val": [1], "test": [1], "ood": ["x"]}}
+    text = "\n".join(nasa_lines({"sections": {"nasa": {"result": nasa_result}}}))
+    assert "| ours test (TTA) |" in text and "| peer ood (TTA) |" in text

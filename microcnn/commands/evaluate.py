@@ -3,6 +3,7 @@
 Examples:
   microcnn evaluate runs/seg/model.safetensors data/samples/segmentation
   microcnn evaluate runs/cls/model.safetensors test.h5 --json
+  microcnn evaluate runs/seg/model.safetensors data/samples/segmentation --tta
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         out = evaluate(
-            args.model, args.data, batch_size=args.batch_size, device=args.device, progress=progress
+            args.model,
+            args.data,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+            tta=args.tta,
         )
     if args.json:
         print(json.dumps(out, indent=2))
@@ -51,4 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (default 1: any image size)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--tta", action="store_true", help="score the average over the 8 flips/rotations (8x the compute)"
+    )
     p.set_defaults(func=run)

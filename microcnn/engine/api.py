@@ -254,11 +254,14 @@ def evaluate(
     batch_size: int = 1,
     device: str = "auto",
     progress: Any = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a saved model (``model.safetensors``) on a dataset folder or ``.h5`` archive.
 
     Returns {"n": images, "loss": mean loss, <metric>: value, ..., "confusion_matrix": [[...]] (classes)}.
-    ``progress(done, total)`` is called after each batch.
+    ``progress(done, total)`` is called after each batch. ``tta``: score the average over the 8 flips and
+    rotations of each image (:class:`microcnn.inference.tta.Averaged`; 8x the compute); the loss is then
+    that of the averaged probabilities.
 
     Example:
         >>> evaluate("runs/seg/model.safetensors", "data/samples/segmentation")["mean_iou"]  # doctest: +SKIP
@@ -284,6 +287,10 @@ def evaluate(
         task_name, class_names=meta.get("class_names") or [], target_names=meta.get("target_names") or []
     )
     task.metrics.to(dev)
+    if tta:
+        from microcnn.inference.tta import Averaged
+
+        model = Averaged(model, task_name, num_targets=len(meta.get("target_names") or []) or None)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     total, count = 0.0, 0
     with torch.inference_mode():

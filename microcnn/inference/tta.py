@@ -108,3 +108,45 @@ def regression_mean_std(stack: torch.Tensor, *, num_targets: int) -> tuple[torch
             f"(or {2 * num_targets} for a heteroscedastic [mean | logvar] head). Check target_names."
         )
     return mean_std(stack)
+
+
+class Averaged(nn.Module):
+    """``model`` wrapped so that its output is its own test-time average, in the form its loss and metrics
+    take: the log of the mean probabilities (a softmax of it gives the mean back, an argmax the averaged
+    class), the logit of the mean probability for a one-channel head, and the mean output for regression
+    (with ``num_targets`` and a ``[mean | logvar]`` head: the mean and the log of the total variance).
+
+    Example:
+        >>> net = nn.Conv2d(1, 3, 3, padding=1)
+        >>> Averaged(net, "segmentation")(torch.rand(1, 1, 8, 8)).shape
+        torch.Size([1, 3, 8, 8])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: str,
+        *,
+        transforms: Sequence[tuple[int, bool]] = D4,
+        num_targets: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.model, self.task, self.transforms, self.num_targets = model, task, tuple(transforms), num_targets
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stack = samples([self.model], x, task=self.task, transforms=self.transforms)
+        if self.task == "regression":
+            if self.num_targets is not None and stack.shape[-1] == 2 * self.num_targets:
+                mean, std = regression_mean_std(stack, num_targets=self.num_targets)
+                return torch.cat([mean, (2 * std.clamp_min(1e-12).log())], dim=-1)
+            return stack.mean(dim=0)
+        prob = stack.mean(dim=0).clamp_min(torch.finfo(stack.dtype).tiny)
+        if prob.shape[1] == 2 and self._one_channel(x):
+            return prob[:, 1:].log() - prob[:, :1].log()
+        return prob.log()
+
+    def _one_channel(self, x: torch.Tensor) -> bool:
+        if not hasattr(self, "_channels"):
+            with torch.no_grad():
+                self._channels = int(self.model(x[:1]).shape[1])
+        return self._channels == 1

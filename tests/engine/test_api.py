@@ -108,3 +108,43 @@ def test_resume_refuses_a_changed_experiment(tmp_path):
         train(_cfg(tmp_path, "train.epochs=2"), run_dir=tmp_path / "run", resume=True).history[-1]["epoch"]
         == 2
     )
+
+
+def test_evaluate_with_tta_scores_the_mean_of_the_8_symmetries(tmp_path):
+    """The D4-averaged class of every pixel, computed here with NumPy's rot90/fliplr on each image, gives the
+    confusion matrix that ``evaluate(tta=True)`` reports; plain evaluation of the same model differs."""
+    import numpy as np
+
+    from microcnn.data.datasets import open_dataset
+    from microcnn.data.transforms import build_transforms
+    from microcnn.engine.checkpoint import load_model, save_weights
+
+    result = train(_cfg(tmp_path), run_dir=tmp_path / "run")
+    data = next((tmp_path / "cache").iterdir())
+    model, meta = load_model(result.weights, device="cpu")
+    torch.manual_seed(3)  # random weights: one short epoch may leave a net that gives one class everywhere
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    weights = save_weights(model, tmp_path / "random.safetensors", meta)
+    dataset = open_dataset(
+        data, task="segmentation", transform=build_transforms(meta["preprocessing"]["augment"], train=False)
+    )
+    cm = np.zeros((2, 2), np.int64)
+    for i in range(len(dataset)):
+        image, mask = dataset[i]["image"][0].numpy(), dataset[i]["mask"].numpy()
+        prob = np.zeros((2, *image.shape))
+        for flip in (False, True):
+            for k in range(4):
+                view = np.rot90(np.fliplr(image) if flip else image, k).copy()
+                with torch.no_grad():
+                    logits = model(torch.from_numpy(view)[None, None])[0].double().numpy()
+                p = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
+                back = np.rot90(p, -k, axes=(1, 2))
+                prob += np.flip(back, axis=2) if flip else back
+        keep = mask < 2
+        cm += np.bincount(2 * mask[keep].astype(np.int64) + prob.argmax(0)[keep], minlength=4).reshape(2, 2)
+    out = evaluate(weights, data, device="cpu", tta=True)
+    np.testing.assert_array_equal(np.array(out["confusion_matrix"]), cm)
+    plain = evaluate(weights, data, device="cpu")
+    assert plain["confusion_matrix"] != out["confusion_matrix"]

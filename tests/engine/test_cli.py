@@ -133,6 +133,12 @@ def test_train_summary_existing_run_resume_errors_evaluate_and_cv(tmp_path, caps
     assert main(["evaluate", str(run / "model.safetensors"), str(data), "--json"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["n"] == 24 and sum(map(sum, out["confusion_matrix"])) == 24
+    assert main(["evaluate", str(run / "model.safetensors"), str(data), "--json", "--tta"]) == 0
+    from microcnn.engine.api import evaluate  # --tta is passed on: the same figures as the API's
+
+    tta = evaluate(run / "model.safetensors", data, device="cpu", tta=True)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed.pop("confusion_matrix") == tta.pop("confusion_matrix") and printed == pytest.approx(tta)
 
     short = ["--set", "train.epochs=1", "--set", "train.max_steps=2"]
     assert main(["cv", str(config), "--folds", "2", "--run-dir", str(tmp_path / "cv"), *short]) == 0

@@ -81,3 +81,46 @@ def test_heteroscedastic_total_variance_is_mean_variance_plus_spread():
 def test_regression_output_width_mismatch_is_explained():
     with pytest.raises(ValueError, match="expected 2 targets"):
         regression_mean_std(torch.zeros(1, 1, 3), num_targets=2)
+
+
+def test_averaged_model_returns_log_mean_probabilities_and_logits_of_one_channel_heads():
+    """Averaged(net) against the mean over NumPy's rot90/fliplr views, softmax and sigmoid by hand."""
+    from microcnn.inference.tta import Averaged
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 5, 7)
+    for channels in (3, 1):
+        net = nn.Conv2d(1, channels, 3, padding=1).eval()
+        views = []
+        for flip in (False, True):
+            for k in range(4):
+                v = np.rot90(np.flip(x.numpy(), 3) if flip else x.numpy(), k, axes=(2, 3)).copy()
+                with torch.no_grad():
+                    z = net(torch.from_numpy(v)).double().numpy()
+                p = np.exp(z) / np.exp(z).sum(1, keepdims=True) if channels > 1 else 1 / (1 + np.exp(-z))
+                back = np.rot90(p, -k, axes=(2, 3))
+                views.append(np.flip(back, 3) if flip else back)
+        mean = np.mean(views, axis=0)
+        with torch.no_grad():
+            got = Averaged(net, "segmentation")(x).double().numpy()
+        want = np.log(mean) if channels > 1 else np.log(mean / (1 - mean))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_averaged_regression_gives_the_mean_and_the_log_total_variance():
+    from microcnn.inference.tta import Averaged
+
+    class Head(nn.Module):  # mean = mean of the first row, logvar = first pixel: both orientation-dependent
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x[:, 0, 0].mean(-1), x[:, 0, 0, 0]], dim=-1)
+
+    x = torch.arange(9.0).reshape(1, 1, 3, 3)
+    means, logvars = [], []
+    for flip in (False, True):
+        for k in range(4):
+            v = np.rot90(np.flip(x.numpy(), 3) if flip else x.numpy(), k, axes=(2, 3))
+            means.append(v[0, 0, 0].mean())
+            logvars.append(v[0, 0, 0, 0])
+    total = np.mean(np.exp(logvars)) + np.var(means)  # law of total variance
+    got = Averaged(Head(), "regression", num_targets=1)(x)[0].double().numpy()
+    np.testing.assert_allclose(got, [np.mean(means), np.log(total)], rtol=1e-5)
