@@ -130,12 +130,12 @@ def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], c
     """Training facts of ``run`` and its scores on each named set of (micrograph, mask) pairs."""
     out: dict[str, Any] = {
         "train_seconds": run.seconds,
-        "epochs_planned": run.epochs_planned,
+        "epochs_cap": run.epochs_cap,
+        "max_minutes": run.minutes,
         "epochs_done": run.epochs_done,
         "stopped": run.stopped,
         "best_val": run.best,
         "run_dir": str(run.run_dir),
-        "calibrated_step_seconds": run.step_seconds,
     }
     if run.weights is None:
         out["error"] = "no model.safetensors was written (budget shorter than one epoch)"
@@ -178,9 +178,7 @@ def _ours_and_peer(
     result = {}
     for who, extra in (("ours", []), ("peer", [f"model={{name: {peer}}}"])):
         run_cfg = load_config(cfg, overrides=extra)
-        run = train_budgeted(
-            run_cfg, run_dir=out_dir / f"{tag}-{who}", minutes=minutes, split=split, num_classes=len(names)
-        )
+        run = train_budgeted(run_cfg, run_dir=out_dir / f"{tag}-{who}", minutes=minutes, split=split)
         result[who] = {"model": dict(run_cfg.model), **score_run(run, sets, names)}
     return result
 

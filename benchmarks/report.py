@@ -220,15 +220,15 @@ def seg_header(names: list[str]) -> list[str]:
 
 
 def _train_facts(who: str, r: dict[str, Any]) -> str:
+    if "epochs_cap" in r:  # the engine's train.max_minutes
+        done = f"{r.get('epochs_done')} epochs in train.max_minutes={_f(r.get('max_minutes'), 1)}"
+    else:  # results of earlier runs: epochs planned from a calibrated step time
+        done = f"{r.get('epochs_done')} of {r.get('epochs_planned')} planned epochs"
+        if "calibrated_step_seconds" in r:
+            done += f" (calibrated step {_f(r['calibrated_step_seconds'], 2)} s)"
     return (
         f"- {who} (`{r.get('model', {}).get('name')}`): trained {_f(r.get('train_seconds'), 0)} s, "
-        f"{r.get('epochs_done')} of {r.get('epochs_planned')} planned epochs, stopped by {r.get('stopped')}"
-        + (
-            f" (calibrated step {_f(r['calibrated_step_seconds'], 2)} s)"
-            if "calibrated_step_seconds" in r
-            else ""
-        )
-        + (f"; **{r['error']}**" if "error" in r else "")
+        f"{done}, stopped by {r.get('stopped')}" + (f"; **{r['error']}**" if "error" in r else "")
     )
 
 
@@ -394,31 +394,36 @@ def reproduce_lines(results: dict[str, Any]) -> list[str]:
     ]
     nasa = _section(results, "nasa") or {}
     if "ours" in nasa:
-        e = nasa["ours"]["epochs_planned"]
         lines += [
             "NASA Super1, ours, with the microcnn CLI (validation-based model selection, then the test set):",
             "",
             "```bash",
-            f"microcnn train configs/nasa_super1.yaml --run-dir runs/nasa{sets} --set train.epochs={e} "
-            f"--set schedule.warmup_epochs={min(2, e / 5):g}",
-            "microcnn evaluate runs/nasa/model.safetensors <folder with the 4 Super1 test images + masks>",
+            f"microcnn train configs/nasa_super1.yaml --run-dir runs/nasa{sets}{_budget_set(nasa['ours'])}",
+            "microcnn evaluate runs/nasa/model.safetensors <folder with the 4 Super1 test images + masks> "
+            "[--tta]",
             "```",
             "",
         ]
     uhcs = _section(results, "uhcs") or {}
     if uhcs.get("folds"):
-        e = next(iter(uhcs["folds"].values()))["ours"]["epochs_planned"]
         lines += [
             "UHCS, ours, all 6 DeCost folds (cv reports the best held-out-fold epoch, as above):",
             "",
             "```bash",
             f"microcnn cv configs/bench/uhcs.yaml --set data.split=configs/bench/"
-            f"uhcs_decost2019_folds.json{sets} --set train.epochs={e} --set schedule.warmup_epochs="
-            f"{min(2, e / 5):g}",
+            f"uhcs_decost2019_folds.json{sets}{_budget_set(next(iter(uhcs['folds'].values()))['ours'])}",
             "```",
             "",
         ]
     return lines
+
+
+def _budget_set(run: dict[str, Any]) -> str:
+    """The overrides that give a CLI run the harness's training length."""
+    if "max_minutes" in run:
+        return f" --set train.max_minutes={run['max_minutes']:g}"
+    e = run["epochs_planned"]  # results of earlier runs
+    return f" --set train.epochs={e} --set schedule.warmup_epochs={min(2, e / 5):g}"
 
 
 # Operators that do the arithmetic (they can approach the matmul peak); the rest move memory.

@@ -1,9 +1,9 @@
 """Training under a wall-clock CPU budget, for ours and for the peer, by the same microcnn engine.
 
-The engine has no ``train.max_minutes``; so the budget is turned into a number of epochs from a measured
-training-step time (forward, backward, AdamW step on one batch of crops of the config's size), and a guard
-ends training at the first epoch end past the budget (the best epoch's ``model.safetensors`` stays). The
-cosine schedule therefore spans the epochs that fit, for both models alike.
+The budget is the engine's own ``train.max_minutes``: no epoch starts that would end past it, and the
+cosine schedule anneals over the time of the budget rather than a planned number of steps. (Earlier runs
+planned a number of epochs from a calibrated step time; a noisy calibration then left a model with part
+of its budget unused.) ``train.epochs`` of the config stays the upper limit, early stopping still applies.
 
 The peer, segmentation_models_pytorch ``Unet("resnet18", encoder_weights=None)``, is registered in
 microcnn's model registry (in this process only) as ``smp_unet_resnet18``, so the very same
@@ -66,47 +66,19 @@ def register_peer() -> str:
     return PEER_NAME
 
 
-def step_seconds(cfg: Any, *, in_channels: int, num_classes: int, repeats: int = 4) -> float:
-    """Seconds of one training step of ``cfg.model`` on a batch of the config's crops: the fastest of
-    ``repeats`` after a warm-up (the minimum is the least disturbed by other jobs on a shared CPU, so two
-    models calibrated minutes apart still get budgets in the right proportion)."""
-    from benchmarks.bench_speed import _step_fns
-    from microcnn.models import build_model
-
-    spec = {"in_channels": in_channels, "num_classes": num_classes, **cfg.model}
-    side = cfg.data.patch_size or 256
-    x = torch.rand(cfg.train.batch_size, in_channels, side, side)
-    _, train_step = _step_fns(build_model(spec), x)
-    train_step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 @dataclass
 class BudgetedRun:
-    """What a budgeted training run did: run folder, weights, epochs planned/done, seconds, stop reason."""
+    """What a budgeted training run did: run folder, weights, the epoch cap, epochs done, seconds, stop
+    reason ("max_minutes" when the budget ended it), the best epoch's metrics."""
 
     run_dir: Path
     weights: Path | None
-    epochs_planned: int
+    epochs_cap: int
     epochs_done: int
     seconds: float
     stopped: str
     best: dict[str, float] = field(default_factory=dict)
-    step_seconds: float = float("nan")
-
-
-class _BudgetReached(Exception):
-    pass
-
-
-def epochs_for_budget(*, minutes: float, step_s: float, steps_per_epoch: int, overhead: float = 1.3) -> int:
-    """Whole epochs that fit ``minutes`` at ``step_s`` per step (``overhead`` for validation and data)."""
-    return max(1, math.floor(minutes * 60 / (step_s * steps_per_epoch * overhead)))
+    minutes: float = float("nan")
 
 
 def train_budgeted(
@@ -115,31 +87,20 @@ def train_budgeted(
     run_dir: Path,
     minutes: float,
     split: dict[str, list[str]],
-    num_classes: int,
-    in_channels: int = 1,
 ) -> BudgetedRun:
-    """Train ``cfg`` with ``split`` for about ``minutes`` of wall clock (see the module docstring)."""
+    """Train ``cfg`` with ``split`` under ``train.max_minutes = minutes`` (see the module docstring)."""
     from microcnn.config import load_config
     from microcnn.engine import train
 
-    steps = math.ceil(len(split["train"]) * cfg.data.patches_per_image / cfg.train.batch_size)
-    step_s = step_seconds(cfg, in_channels=in_channels, num_classes=num_classes)
-    epochs = epochs_for_budget(minutes=minutes, step_s=step_s, steps_per_epoch=steps)
-    warmup = min(cfg.schedule.warmup_epochs, epochs / 5)
-    cfg = load_config(cfg, overrides=[f"train.epochs={epochs}", f"schedule.warmup_epochs={warmup}"])
+    cfg = load_config(cfg, overrides=[f"train.max_minutes={minutes}"])
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
 
-    def guard(epoch: int, step: int, info: dict[str, Any]) -> None:
+    def record(epoch: int, step: int, info: dict[str, Any]) -> None:
         if info.get("phase") == "epoch":
             rows.append({k: v for k, v in info.items() if isinstance(v, int | float)})
-            if time.perf_counter() - start > minutes * 60:
-                raise _BudgetReached
 
-    try:
-        stopped = train(cfg, run_dir=run_dir, split=split, progress=guard).stopped
-    except _BudgetReached:
-        stopped = "budget"
+    stopped = train(cfg, run_dir=run_dir, split=split, progress=record).stopped
     monitor = cfg.train.early_stopping.metric
     key = monitor if monitor.startswith(("val_", "train_")) else f"val_{monitor}"
     scored = [r for r in rows if math.isfinite(r.get(key, math.nan))]
@@ -148,12 +109,12 @@ def train_budgeted(
     return BudgetedRun(
         run_dir,
         weights if weights.exists() else None,
-        epochs,
+        cfg.train.epochs,
         len(rows),
         time.perf_counter() - start,
         stopped,
         best,
-        step_s,
+        minutes,
     )
 
 

@@ -131,6 +131,9 @@ class TrainConfig:
     accumulate: int = 1  # gradient accumulation (batches per optimizer step)
     clip_grad_norm: float | None = None
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
+    # wall-clock budget (minutes) for training + validation: no epoch is started that would end past it, and
+    # a cosine schedule anneals over the time (not the steps) of the budget; train.epochs stays the maximum
+    max_minutes: float | None = None
     amp: str = "auto"  # auto = bf16 on CUDA where supported, else fp16 + GradScaler; never on CPU
     channels_last: bool = False
     compile: bool = False

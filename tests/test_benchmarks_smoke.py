@@ -17,7 +17,7 @@ from benchmarks import bench_accuracy as acc
 from benchmarks import bench_speed as speed
 from benchmarks.goals import Goal, accuracy_goals, speed_goals
 from benchmarks.report import write_report
-from benchmarks.training import SmpUnet, epochs_for_budget
+from benchmarks.training import SmpUnet
 
 
 def _tiny_net() -> nn.Module:
@@ -131,12 +131,6 @@ def test_peer_wrapper_pads_and_matches_smp_on_multiples_of_32():
         assert peer(torch.rand(1, 1, 50, 70)).shape == (1, 3, 50, 70)
         x = torch.rand(1, 1, 64, 64)
         torch.testing.assert_close(peer(x), peer.net(x))
-
-
-def test_epochs_for_budget_by_hand():
-    # 1 min = 60 s; one epoch = 10 steps * 0.5 s * 1.2 overhead = 6 s -> 10 epochs; never fewer than 1.
-    assert epochs_for_budget(minutes=1, step_s=0.5, steps_per_epoch=10, overhead=1.2) == 10
-    assert epochs_for_budget(minutes=0.01, step_s=5, steps_per_epoch=10) == 1
 
 
 def test_shared_splits_match_source_md(uhcs_dir, nasa_dir):

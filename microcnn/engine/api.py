@@ -110,6 +110,7 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 RESUMABLE_CHANGES = (
     "train.epochs",
     "train.max_steps",
+    "train.max_minutes",
     "train.early_stopping",
     "train.device",
     "train.checkpoint_every_steps",

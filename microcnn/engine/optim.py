@@ -17,7 +17,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -125,6 +126,37 @@ def _plateau(
     return sched, "epoch"
 
 
+def timed_cosine(
+    optimizer: torch.optim.Optimizer,
+    cfg: ScheduleConfig,
+    *,
+    steps_per_epoch: int,
+    budget_s: float,
+    clock: Callable[[], float],
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """``cosine`` against a wall-clock budget: the lr is ``base · w · (m + (1 − m)(1 + cos πq) / 2)``, with
+    the warm-up factor ``w`` rising linearly from 0.01 to 1 over ``warmup_epochs · steps_per_epoch`` steps,
+    ``q = min(clock() / budget_s, 1)`` the fraction of the budget spent and ``m = min_lr / base``.
+
+    The number of steps that fit a budget is not known in advance (it depends on the machine and its load),
+    so the annealing follows the time; both inputs (the step count, kept by the scheduler, and the seconds
+    spent) survive a resume. Stepped per optimizer step.
+    """
+    warm = max(round(cfg.warmup_epochs * max(steps_per_epoch, 1)), 0)
+
+    def factor(base: float) -> Callable[[int], float]:
+        floor = cfg.min_lr / base if base > 0 else 0.0
+
+        def f(step: int) -> float:
+            w = 1.0 if step >= warm else 0.01 + 0.99 * step / warm
+            q = min(max(clock() / budget_s, 0.0), 1.0)
+            return w * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * q)))
+
+        return f
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(g["lr"]) for g in optimizer.param_groups])
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     cfg: ScheduleConfig,
@@ -132,9 +164,24 @@ def build_scheduler(
     epochs: int,
     steps_per_epoch: int,
     mode: str = "min",
+    budget_s: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> tuple[Any, str]:
     """(scheduler or None, "epoch" | "step"). ``steps_per_epoch`` counts optimizer steps; ``mode`` is the
-    direction of the metric a ``plateau`` schedule watches."""
+    direction of the metric a ``plateau`` schedule watches. With a wall-clock ``budget_s`` (seconds) and
+    ``clock`` (seconds spent so far), ``cosine`` anneals over the time (:func:`timed_cosine`); ``onecycle``,
+    whose shape is fixed in steps, is refused."""
+    if budget_s is not None and cfg.name == "onecycle":
+        raise ConfigError(
+            "schedule.name: onecycle needs the number of steps in advance, which train.max_minutes leaves "
+            "open. Use schedule.name: cosine (it anneals over the time budget), or set train.epochs instead "
+            "of train.max_minutes."
+        )
+    if budget_s is not None and cfg.name == "cosine":
+        if clock is None:
+            raise ValueError("build_scheduler: budget_s needs clock (seconds spent so far).")
+        sched = timed_cosine(optimizer, cfg, steps_per_epoch=steps_per_epoch, budget_s=budget_s, clock=clock)
+        return sched, "step"
     try:
         builder = SCHEDULERS.get(cfg.name)
     except ValueError as exc:

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class TrainState:
     best_epoch: int = 0
     bad_epochs: int = 0
     skipped_steps: int = 0
+    elapsed_s: float = 0.0  # wall clock spent in fit() (train.max_minutes), over all resumes
+    epoch_s: float = 0.0  # wall clock of the last epoch (training + validation)
     loss_sum: float = 0.0
     loss_count: int = 0
     stopped: str = ""
@@ -140,6 +143,11 @@ class Trainer:
         self.scheduler: Any = None
         self.interval = "epoch"
         self.state = TrainState(batch_size=cfg.train.batch_size)
+        minutes = cfg.train.max_minutes
+        if minutes is not None and not minutes > 0:
+            raise MicrocnnError(f"train.max_minutes must be a positive number of minutes; got {minutes}.")
+        self.budget_s = None if minutes is None else 60.0 * minutes
+        self._last_tick = self._epoch_start = time.perf_counter()
         es = cfg.train.early_stopping
         self.monitor = es.metric if es.metric.startswith(("val_", "train_")) else f"val_{es.metric}"
         self.minimize = lower_is_better(self.monitor) if es.mode == "auto" else es.mode == "min"
@@ -219,14 +227,31 @@ class Trainer:
             epochs=self.tcfg.epochs,
             steps_per_epoch=len(self.sampler.steps()),  # at the configured batch size, from sample 0
             mode="min" if self.minimize else "max",
+            budget_s=self.budget_s,
+            clock=self.clock,
         )
         if resume:
             self.restore(self.run_dir / "last.pt")
+        self._last_tick = time.perf_counter()  # time between a stop and its resume does not count
         with worker_deaths():
             while self.state.epoch < self.tcfg.epochs and not self.state.stopped:
+                if self.budget_s is not None and self.clock() + self.state.epoch_s > self.budget_s:
+                    self.state.stopped = "max_minutes"  # the next epoch would end past the budget
+                    log.info("Stopped: another epoch would end past train.max_minutes.")
+                    break
+                self._epoch_start = self.clock() if self.budget_s is not None else 0.0
                 complete = self._train_epoch()
                 self._end_epoch(complete=complete)
         return self._result()
+
+    def clock(self) -> float:
+        """Wall-clock seconds spent in :meth:`fit` (all resumes), the same on every rank (their mean)."""
+        now = time.perf_counter()
+        self.state.elapsed_s += now - self._last_tick
+        self._last_tick = now
+        if self.dist.active:
+            return all_reduce_sum([self.state.elapsed_s], self.device)[0] / self.dist.world_size
+        return self.state.elapsed_s
 
     def _result(self) -> FitResult:
         s = self.state
@@ -383,6 +408,8 @@ class Trainer:
             "train_loss": loss_sum / count if count else math.nan,
         }
         row.update(self.validate())
+        if self.budget_s is not None:
+            s.epoch_s = self.clock() - self._epoch_start
         s.history.append(row)
         improved = complete and self._close_epoch(row)
         self._write_epoch_files(row, save_model=improved or (not complete and s.best_epoch == 0))

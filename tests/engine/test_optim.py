@@ -101,3 +101,48 @@ def test_plateau_watches_the_direction():
 
 def test_registry_names():
     assert set(SCHEDULERS.names()) == {"none", "step", "multistep", "cosine", "onecycle", "plateau"}
+
+
+def test_timed_cosine_follows_the_clock_and_equals_torchs_cosine_at_a_steady_pace():
+    """At 0.5 s per step and a budget of 10 steps' time, the timed cosine gives the lr of torch's
+    CosineAnnealingLR(T_max=10); a warm-up multiplies it by torch's LinearLR ramp (0.01 -> 1)."""
+    now = [0.0]
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=1.0)
+    cfg = ScheduleConfig(name="cosine", min_lr=0.1)
+    sched, interval = build_scheduler(
+        opt, cfg, epochs=99, steps_per_epoch=4, budget_s=5.0, clock=lambda: now[0]
+    )
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=10, eta_min=0.1)
+    assert interval == "step"
+    for _ in range(10):
+        assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-6)
+        now[0] += 0.5
+        sched.step()
+        ref_opt.step()
+        ref.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)  # budget spent: min_lr, and it stays there
+    now[0] = 60.0
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+
+    now[0] = 0.0
+    opt = torch.optim.SGD([w], lr=1.0)
+    warm = ScheduleConfig(name="cosine", warmup_epochs=0.5)  # 0.5 x 4 = 2 steps
+    sched, _ = build_scheduler(opt, warm, epochs=99, steps_per_epoch=4, budget_s=5.0, clock=lambda: now[0])
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        now[0] += 1.0
+        sched.step()
+    cos = [0.5 * (1 + math.cos(math.pi * t / 5)) for t in range(4)]
+    assert lrs == pytest.approx([0.01 * cos[0], (0.01 + 0.99 / 2) * cos[1], cos[2], cos[3]])
+
+
+def test_a_time_budget_refuses_onecycle():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ConfigError, match=r"onecycle needs the number of steps.*schedule\.name: cosine"):
+        build_scheduler(
+            opt, ScheduleConfig(name="onecycle"), epochs=2, steps_per_epoch=3, budget_s=60, clock=lambda: 0.0
+        )

@@ -4,6 +4,7 @@ stopping, channels_last, torch.compile. Faults (NaN, OOM, dead workers) are in t
 from __future__ import annotations
 
 import csv
+import math
 import random
 
 import numpy as np
@@ -247,3 +248,48 @@ def test_real_compile_matches_eager():
     fit(eager, _cfg("train.epochs=1"), val=False)
     fit(compiled, _cfg("train.epochs=1", "train.compile=true"), val=False)
     assert torch.allclose(flat_weights(eager), flat_weights(compiled), atol=1e-5)
+
+
+class _Ticking(Blobs):
+    """Blobs whose every training sample costs one second of a fake clock (validation samples cost none)."""
+
+    def __init__(self, n: int, clock: list[float]) -> None:
+        super().__init__(n)
+        self.clock = clock
+
+    def __getitem__(self, i: int) -> dict:
+        self.clock[0] += 1.0
+        return super().__getitem__(i)
+
+
+def test_max_minutes_starts_no_epoch_that_would_end_past_the_budget(tmp_path, monkeypatch):
+    """8 samples of 1 s per epoch and a 0.5-minute budget: epochs end at 8, 16, 24 s; a 4th would end at
+    32 s > 30 s, so 3 epochs run (of 50 allowed). The cosine lr at each epoch end is the closed form at the
+    fraction of the budget spent, 8/30, 16/30 and 24/30; a resume with more time continues the clock."""
+    import types
+
+    from microcnn.engine import trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    opts = ("train.epochs=50", "train.max_minutes=0.5", "schedule.name=cosine", "train.batch_size=2")
+    trainer, result = fit(tiny_net(), _cfg(*opts), run_dir=tmp_path, train=_Ticking(8, clock))
+    assert result.stopped == "max_minutes" and [r["epoch"] for r in result.history] == [1, 2, 3]
+    lrs = [r["lr"] for r in result.history]
+    assert lrs == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * t / 30)) for t in (8, 16, 24)])
+    assert trainer.state.elapsed_s == pytest.approx(24.0) and trainer.state.epoch_s == pytest.approx(8.0)
+
+    clock[0] += 1000.0  # time between the stop and the resume does not count
+    more = _cfg(*opts[:1], "train.max_minutes=0.7", *opts[2:])
+    trainer, result = fit(tiny_net(), more, run_dir=tmp_path, train=_Ticking(8, clock), resume=True)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4, 5] and result.stopped == "max_minutes"
+    assert result.history[-1]["lr"] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 40 / 42)))
+
+
+def test_max_minutes_must_be_positive():
+    from microcnn.errors import MicrocnnError
+
+    with pytest.raises(
+        MicrocnnError, match=r"train\.max_minutes must be a positive number of minutes; got 0\b"
+    ):
+        fit(tiny_net(), _cfg("train.max_minutes=0"))
