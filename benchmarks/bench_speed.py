@@ -100,13 +100,24 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def _step_fns(model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], Any], Callable[[], Any]]:
+def inference_copy(model: nn.Module) -> nn.Module:
+    """The model as the Predictor runs it: eval mode, batch norm folded into the convolutions (a copy)."""
+    from microcnn.models.fuse import fold_batch_norm
+
+    return fold_batch_norm(model)
+
+
+def _step_fns(
+    model: nn.Module, x: torch.Tensor, *, channels_last: bool = False
+) -> tuple[Callable[[], Any], Callable[[], Any]]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    inference = inference_copy(model)
+    if channels_last:
+        inference = inference.to(memory_format=torch.channels_last)
 
     def forward() -> None:
-        model.eval()
         with torch.inference_mode():
-            model(x)
+            inference(x)
 
     def train_step() -> None:
         model.train()
@@ -137,7 +148,7 @@ def measure_model(
             model.to(memory_format=torch.channels_last),
             x.contiguous(memory_format=torch.channels_last),
         )
-    forward, train_step = _step_fns(model, x)
+    forward, train_step = _step_fns(model, x, channels_last=channels_last)
     out: dict[str, float] = {}
     for phase, fn in (("forward", forward), ("train", train_step)):
         flops = count_flops(fn)
@@ -212,15 +223,15 @@ def peer_ratios(
 
 
 def _pure_forward_img_s(model_path: Path, archive: Path, *, batch: int, seconds: float) -> float:
-    """images/s of the bare model forward (inference_mode) on the archive's images, ``batch`` at a time, in
-    the memory layout the Predictor uses by default (channels_last)."""
+    """images/s of the bare model forward (inference_mode, :func:`inference_copy`) on the archive's images,
+    ``batch`` at a time, in the memory layout the Predictor uses by default (channels_last)."""
     import h5py
     import numpy as np
 
     from microcnn.engine.checkpoint import load_model
 
     model, _ = load_model(model_path, device="cpu")
-    model = model.eval().to(memory_format=torch.channels_last)
+    model = inference_copy(model).to(memory_format=torch.channels_last)
     with h5py.File(archive, "r") as f:
         raw = f["images"][:batch]
     scale = float(np.iinfo(raw.dtype).max) if np.issubdtype(raw.dtype, np.integer) else 1.0
@@ -336,11 +347,12 @@ def bench_gpu(*, side: int = 256, batch: int = 8, seconds: float = 3.0) -> dict[
 def profile_forward(
     model: nn.Module, *, side: int = 256, batch: int = 8, top: int = 6
 ) -> list[dict[str, Any]]:
-    """The ``top`` operators by self CPU time of one forward pass (torch.profiler), with their share (%)."""
+    """The ``top`` operators by self CPU time of one forward pass of :func:`inference_copy` (torch.profiler),
+    with their share (%)."""
     from torch.profiler import ProfilerActivity, profile
 
     x = torch.rand(batch, 1, side, side)
-    model.eval()
+    model = inference_copy(model)
     with torch.inference_mode():
         model(x)
         with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -59,7 +59,8 @@ def environment_lines(results: dict[str, Any]) -> list[str]:
     rows = [
         [
             n,
-            _f(e["seconds"], 0),
+            _f(e["seconds"], 0)
+            + (f" (+ {_f(e['rescore_seconds'], 0)} re-scoring)" if "rescore_seconds" in e else ""),
             " / ".join(_f(v, 2) for v in e["load_before"]),
             " / ".join(_f(v, 2) for v in e["load_after"]),
         ]
@@ -84,7 +85,9 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
         f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s**"
         f" (best of the section; at its start: {_rates(s)}). Each row's 'peak' was measured just before"
         f" it; % of peak refers to the best (the machine's capability). Input {s['batch']}×1×{s['side']}²;"
-        " FLOPs by PyTorch's FlopCounterMode; training = forward + backward + AdamW step.",
+        " FLOPs by PyTorch's FlopCounterMode; forward = the Predictor's inference path (eval, "
+        "inference_mode, batch norm folded into the convolutions, for the peer too); training = forward + "
+        "backward + AdamW step.",
         "",
     ]
     rows = [
@@ -228,7 +231,9 @@ def _train_facts(who: str, r: dict[str, Any]) -> str:
             done += f" (calibrated step {_f(r['calibrated_step_seconds'], 2)} s)"
     return (
         f"- {who} (`{r.get('model', {}).get('name')}`): trained {_f(r.get('train_seconds'), 0)} s, "
-        f"{done}, stopped by {r.get('stopped')}" + (f"; **{r['error']}**" if "error" in r else "")
+        f"{done}, stopped by {r.get('stopped')}"
+        + ("; scores recomputed from its saved model (`--rescore`)" if r.get("rescored") else "")
+        + (f"; **{r['error']}**" if "error" in r else "")
     )
 
 

@@ -275,3 +275,29 @@ def test_tta_scores_get_their_own_rows_and_goals(tmp_path):
     nasa_result = {**nasa, "split": {"train": [1], "val": [1], "test": [1], "ood": ["x"]}}
     text = "\n".join(nasa_lines({"sections": {"nasa": {"result": nasa_result}}}))
     assert "| ours test (TTA) |" in text and "| peer ood (TTA) |" in text
+
+
+def test_rescore_scores_each_saved_model_again_and_keeps_its_training_facts(tmp_path, monkeypatch):
+    """--rescore: each model's run_dir/model.safetensors is scored on its section's sets (UHCS: the fold's
+    images), old scores are replaced, training facts kept; a model that is gone is named, not skipped."""
+    calls = []
+
+    def fake_score(weights, sets, names):
+        calls.append((weights, {k: len(v) for k, v in sets.items()}))
+        return {"test": {"mean_iou": 0.5}, "test_tta": {"mean_iou": 0.6}}
+
+    monkeypatch.setattr(acc, "score_weights", fake_score)
+    monkeypatch.setattr(acc, "load_pair", lambda root, stem: (stem, None))
+    monkeypatch.setattr(acc, "uhcs_folds", lambda root: [["a", "b"], ["c"]])
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "model.safetensors").write_bytes(b"x")
+    fold = {
+        "ours": {"run_dir": str(tmp_path / "ours"), "train_seconds": 480.0, "test": {"mean_iou": 0.1}},
+        "peer": {"run_dir": str(tmp_path / "gone"), "train_seconds": 470.0, "test": {"mean_iou": 0.2}},
+        "multi_otsu": {"test": {"mean_iou": 0.05}},
+    }
+    out = acc.rescore("uhcs", {"folds": {"1": fold}})["folds"]["1"]
+    assert calls == [(tmp_path / "ours" / "model.safetensors", {"test": 1})]
+    assert out["ours"]["test_tta"] == {"mean_iou": 0.6} and out["ours"]["train_seconds"] == 480.0
+    assert out["ours"]["rescored"] is True and out["multi_otsu"] == fold["multi_otsu"]
+    assert "test" not in out["peer"] and "gone/model.safetensors not found" in out["peer"]["error"]

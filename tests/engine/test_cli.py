@@ -90,6 +90,18 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert all(torch.equal(full[k], back[k]) for k in full)
 
 
+def test_ddp_ranks_stop_together_at_the_time_budget(tmp_path):
+    """Each rank's clock differs a little; they decide on their mean, so both stop after the same epoch
+    (a rank that started another epoch alone would hang in its all-reduce until the timeout)."""
+    config = _config(tmp_path, epochs=50, max_minutes=0.004, device="cpu")  # 0.24 s: passed after epoch 1
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    two = _train(config, tmp_path / "two", launcher=launcher)
+    assert two.returncode == 0, two.stderr
+    assert "(max_minutes)" in two.stdout
+    rows = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
+    assert 2 <= len(rows) < 51  # header + the epochs that ran
+
+
 def test_ddp_two_processes_match_one(tmp_path):
     # float64 and a model without dropout or batch norm; a global batch of 3 is split 2 + 1 between the
     # ranks, so only a loss weighted by each rank's share (not DDP's plain average) matches one process
