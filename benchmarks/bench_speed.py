@@ -161,6 +161,35 @@ def measure_model(
     return out
 
 
+def fold_speedup(
+    *, side: int = 256, batch: int = 8, rounds: int = 6, names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Forward time of each model with and without batch norm folded (channels_last, inference_mode),
+    measured in alternation, ``rounds`` calls each: both see the same load of a shared CPU, so their ratio
+    holds where the absolute rates drift. Per model: the fastest call of each and speedup = plain / folded.
+    """
+    rows = []
+    for name, build in model_builders().items():
+        if names is not None and name not in names:
+            continue
+        torch.manual_seed(0)
+        plain = build().eval().to(memory_format=torch.channels_last)
+        folded = inference_copy(plain).to(memory_format=torch.channels_last)
+        x = torch.rand(batch, 1, side, side).contiguous(memory_format=torch.channels_last)
+        times: dict[str, list[float]] = {"plain": [], "folded": []}
+        with torch.inference_mode():
+            plain(x), folded(x)  # warm-up
+            for _ in range(rounds):
+                for key, model in (("plain", plain), ("folded", folded)):
+                    t0 = time.perf_counter()
+                    model(x)
+                    times[key].append(time.perf_counter() - t0)
+        best = {k: min(v) for k, v in times.items()}
+        rows.append({"model": name, "plain_s": best["plain"], "folded_s": best["folded"],
+                     "speedup": best["plain"] / best["folded"]})  # fmt: skip
+    return rows
+
+
 def bench_models(
     *,
     side: int = 256,

@@ -127,7 +127,23 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
         ]
         for r in s["peer_ratios"]
     ]
-    return [*lines, *_table(["ours", "layout", "forward ×", "training ×"], rows), ""]
+    lines += [*_table(["ours", "layout", "forward ×", "training ×"], rows), ""]
+    return lines + fold_lines(s.get("fold_speedup"))
+
+
+def fold_lines(rows: list[dict[str, Any]] | None) -> list[str]:
+    """The folded-batch-norm A/B: forward seconds per batch, measured in alternation, and their ratio."""
+    if not rows:
+        return []
+    table = [[r["model"], _f(r["plain_s"], 3), _f(r["folded_s"], 3), _f(r["speedup"], 2)] for r in rows]
+    return [
+        "Batch norm folded into the convolutions (the inference path above) against the plain eval-mode "
+        "forward, channels_last, the two called in alternation (fastest of 6 calls each), so both see the "
+        "same load:",
+        "",
+        *_table(["model", "plain s/batch", "folded s/batch", "speedup ×"], table),
+        "",
+    ]
 
 
 def _steady_lines(b: dict[str, Any]) -> list[str]:

@@ -88,6 +88,7 @@ def _speed(a: argparse.Namespace) -> dict[str, Any]:
         "batch": a.batch,
         "models": rows,
         "peer_ratios": s.peer_ratios(rows),
+        "fold_speedup": s.fold_speedup(side=a.side, batch=a.batch),
     }
 
 

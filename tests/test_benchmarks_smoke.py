@@ -301,3 +301,13 @@ def test_rescore_scores_each_saved_model_again_and_keeps_its_training_facts(tmp_
     assert out["ours"]["test_tta"] == {"mean_iou": 0.6} and out["ours"]["train_seconds"] == 480.0
     assert out["ours"]["rescored"] is True and out["multi_otsu"] == fold["multi_otsu"]
     assert "test" not in out["peer"] and "gone/model.safetensors not found" in out["peer"]["error"]
+
+
+def test_fold_speedup_rows_time_both_paths_of_each_model():
+    from benchmarks.report import fold_lines
+
+    rows = speed.fold_speedup(side=32, batch=1, rounds=1, names=["unet (ours, default)"])
+    assert [r["model"] for r in rows] == ["unet (ours, default)"]
+    assert rows[0]["speedup"] == pytest.approx(rows[0]["plain_s"] / rows[0]["folded_s"])
+    text = "\n".join(fold_lines([{"model": "m", "plain_s": 0.5, "folded_s": 0.4, "speedup": 1.25}]))
+    assert "| m | 0.500 | 0.400 | 1.25 |" in text
