@@ -194,6 +194,9 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     fold i replaces an earlier fold i), so the 6 folds can be measured in several sittings."""
     merged = {"environment": dict(parts[0]["environment"]), "sections": {}}
     merged["environment"]["command"] = " ; then ".join(p["environment"]["command"] for p in parts)
+    dates = sorted(p["environment"]["date"] for p in parts if p["environment"].get("date"))
+    if dates and dates[0] != dates[-1]:
+        merged["environment"]["date"] = f"{dates[0]} to {dates[-1]} ({len(parts)} runs)"
     for part in parts:
         for name, section in part["sections"].items():
             before = merged["sections"].get(name)

@@ -216,6 +216,10 @@ def test_merging_runs_joins_uhcs_folds_and_replaces_other_sections():
     assert sorted(uhcs["result"]["folds"]) == ["0", "1", "2"] and uhcs["result"]["folds"]["1"] == {}
     assert uhcs["seconds"] == 15.0 and merged["sections"]["io"] == {"x": 2}
     assert merged["environment"]["command"] == "a ; then b"
+    first["environment"]["date"] = "2026-12-01 14:00 UTC"
+    second["environment"]["date"] = "2026-12-01 07:45 UTC"
+    dated = merge_results([first, second])["environment"]["date"]
+    assert dated == "2026-12-01 07:45 UTC to 2026-12-01 14:00 UTC (2 runs)"
 
 
 def test_super3_epochs_hold_as_many_crops_as_super1_epochs():
