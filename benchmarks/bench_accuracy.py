@@ -118,14 +118,6 @@ def score_masks(
     }
 
 
-def predict_masks(weights: Path, micrographs: list[Any], *, tta: bool = False) -> list[np.ndarray]:
-    """Class-index masks of a trained model (``microcnn.inference.Predictor``, CPU; ``tta``: D4 mean)."""
-    from microcnn.inference.predictor import Predictor
-
-    predictor = Predictor.from_checkpoint(weights, device="cpu", tta=tta)
-    return [predictor.predict(m).mask for m in micrographs]
-
-
 def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], class_names: list[str]):
     """Training facts of ``run`` and its scores on each named set of (micrograph, mask) pairs."""
     out: dict[str, Any] = {
@@ -146,11 +138,15 @@ def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], c
 def score_weights(
     weights: Path, sets: dict[str, list[tuple[Any, np.ndarray]]], class_names: list[str]
 ) -> dict[str, Any]:
-    """{set: scores, set_tta: scores with test-time augmentation} of the model in ``weights``."""
+    """{set: scores, set_tta: scores with test-time augmentation} of the model in ``weights``: class-index
+    masks of ``microcnn.inference.Predictor`` on the CPU, loaded once per mode (plain, D4 mean)."""
+    from microcnn.inference.predictor import Predictor
+
     out = {}
     for tta in (False, True):
+        predictor = Predictor.from_checkpoint(weights, device="cpu", tta=tta)
         for name, pairs in sets.items():
-            preds = predict_masks(weights, [m for m, _ in pairs], tta=tta)
+            preds = [predictor.predict(m).mask for m, _ in pairs]
             out[f"{name}_tta" if tta else name] = score_masks(
                 preds,
                 [t for _, t in pairs],

@@ -210,8 +210,9 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def rescore_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The trained-model sections of earlier runs (merged as :func:`merge_results` does), every model
-    re-scored now (:func:`benchmarks.bench_accuracy.rescore`); this run's environment, the earlier runs'
-    budget. Each section keeps the seconds of its training run and records those of the re-scoring."""
+    re-scored now (:func:`benchmarks.bench_accuracy.rescore`); this run's environment (its command names the
+    files), the earlier runs' budget. Each section keeps the seconds of its training run and records those
+    of the re-scoring."""
     from benchmarks.bench_accuracy import rescore
 
     merged = merge_results(parts)
@@ -219,7 +220,6 @@ def rescore_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "environment": {**environment(), "budget_minutes": parts[0]["environment"].get("budget_minutes")},
         "sections": {},
     }
-    results["environment"]["rescored_from"] = merged["environment"]["command"]
     for name, section in merged["sections"].items():
         if name not in ("nasa", "super3", "uhcs") or not isinstance(section.get("result"), dict):
             continue
