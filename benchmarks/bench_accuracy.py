@@ -165,18 +165,27 @@ def _ours_and_peer(
     out_dir: Path,
     tag: str,
     overrides: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
+    """Ours and the peer trained and scored alike. With ``seeds`` each is trained once per seed (run folders
+    ``<tag>-<who>-seed<s>``): "ours" and "peer" hold the first seed's runs, "repeats" the others'."""
     from microcnn.config import load_config
 
     peer = register_peer()
     cfg = load_config(config, overrides=overrides)
     names = list(cfg.data.class_names)
-    result = {}
-    for who, extra in (("ours", []), ("peer", [f"model={{name: {peer}}}"])):
-        run_cfg = load_config(cfg, overrides=extra)
-        run = train_budgeted(run_cfg, run_dir=out_dir / f"{tag}-{who}", minutes=minutes, split=split)
-        result[who] = {"model": dict(run_cfg.model), **score_run(run, sets, names)}
-    return result
+    runs: list[dict[str, Any]] = []
+    for seed in seeds or [None]:
+        result = {}
+        for who, extra in (("ours", []), ("peer", [f"model={{name: {peer}}}"])):
+            run_cfg = load_config(cfg, overrides=extra + ([] if seed is None else [f"seed={seed}"]))
+            folder = out_dir / (f"{tag}-{who}" if seed is None else f"{tag}-{who}-seed{seed}")
+            run = train_budgeted(run_cfg, run_dir=folder, minutes=minutes, split=split)
+            result[who] = {"model": dict(run_cfg.model), "seed": run_cfg.seed, **score_run(run, sets, names)}
+        runs.append(result)
+    if len(runs) == 1:
+        return runs[0]
+    return {**runs[0], "repeats": {who: [r[who] for r in runs[1:]] for who in ("ours", "peer")}}
 
 
 def bench_nasa(
@@ -186,8 +195,10 @@ def bench_nasa(
     benchmark: str = "Super1",
     root: Path = DATA / "nasa_super",
     overrides: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Super1 (or Super3: one-shot) test + the 5 out-of-distribution images, ours and the peer."""
+    """Super1 (or Super3: one-shot) test + the 5 out-of-distribution images, ours and the peer (once per
+    seed of ``seeds``; see :func:`_ours_and_peer`)."""
     if not root.is_dir():
         return {"skipped": f"{root} not found (the NASA Super data set; see docs/benchmarks.md)"}
     roles = nasa_split(root, benchmark)
@@ -203,6 +214,7 @@ def bench_nasa(
         out_dir=out_dir,
         tag=benchmark.lower(),
         overrides=over,
+        seeds=seeds,
     )
     return {"benchmark": benchmark, "split": {**split, "test": roles["test"], "ood": ood}, **result}
 
@@ -386,6 +398,10 @@ def rescore(name: str, result: dict[str, Any]) -> dict[str, Any]:
         names = list(load_config(NASA_CONFIG).data.class_names)
         for who in ("ours", "peer"):
             out[who] = _rescored(result[who], sets, names)
+        if "repeats" in result:
+            out["repeats"] = {
+                who: [_rescored(r, sets, names) for r in runs] for who, runs in result["repeats"].items()
+            }
         return out
     if name != "uhcs":
         raise ValueError(f"Only the nasa, super3 and uhcs sections hold trained models; got {name!r}.")

@@ -391,6 +391,55 @@ def profile_forward(
     return [{"op": e.key, "pct": 100 * e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
 
 
+def profile_kernels(
+    model: nn.Module, *, side: int = 256, batch: int = 8, channels_last: bool = True
+) -> dict[str, dict[str, float]]:
+    """Where the time of the forward and of the training step goes, and how fast the convolutions run.
+
+    The same calls as :func:`measure_model` (the inference path; forward + backward + AdamW), two of
+    each under torch.profiler, with FLOPs from FlopCounterMode per operator. Returns, per phase
+    ("forward", "train"): ``seconds`` (per call), ``conv_pct`` and ``conv_gflop_s`` (the
+    convolutions of the forward: their share of the call and their FLOP rate) and, for "train",
+    ``conv_backward_pct``, ``conv_backward_gflop_s`` and ``optimizer_pct``. What remains is
+    memory-bound work: batch norm, activations, pooling, concatenation, the loss.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(batch, 1, side, side)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    forward, train_step = _step_fns(model, x, channels_last=channels_last)
+    out: dict[str, dict[str, float]] = {}
+    for phase, fn in (("forward", forward), ("train", train_step)):
+        fn()  # warm-up: kernel selection, optimizer state
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        calls = 2  # profiled calls, summed: one call alone is noisy on a shared CPU
+        flops = {str(op): calls * n for op, n in counter.get_flop_counts().get("Global", {}).items()}
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                fn()
+        events = prof.key_averages()
+        total_us = sum(e.self_cpu_time_total for e in events) or 1.0
+        us = {e.key: e.cpu_time_total for e in events}
+        row = {"seconds": total_us / 1e6 / calls}
+        for key, op, name in (
+            ("conv", "aten::convolution", "aten.convolution"),
+            ("conv_backward", "aten::convolution_backward", "aten.convolution_backward"),
+        ):
+            if phase == "train" or key == "conv":
+                t = us.get(op, 0.0)
+                row[f"{key}_pct"] = 100 * t / total_us
+                row[f"{key}_gflop_s"] = flops.get(name, 0) / t / 1e3 if t else float("nan")
+        if phase == "train":
+            step = sum(t for k, t in us.items() if k.startswith("Optimizer.step"))
+            row["optimizer_pct"] = 100 * step / total_us
+        out[phase] = row
+    return out
+
+
 def profile_batch(*, n: int = 16, side: int = 64, top: int = 8) -> list[dict[str, Any]]:
     """cProfile of a warm ``predict_archive`` on ``n`` images: the ``top`` functions by cumulative time."""
     import cProfile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +277,41 @@ def nasa_lines(results: dict[str, Any], name: str = "nasa") -> list[str]:
         if part in n[who]
     ]
     lines += [*_table(seg_header(names), rows), ""]
-    return lines + [_train_facts(w, n[w]) for w in ("ours", "peer")] + [""]
+    from benchmarks.goals import seed_runs  # goals imports this module
+
+    if "repeats" not in n:
+        return lines + [_train_facts(w, n[w]) for w in ("ours", "peer")] + [""]
+    lines += seed_lines(n)
+    return lines + [
+        _train_facts(f"{w} seed {r.get('seed')}", r) for w in ("ours", "peer") for r in seed_runs(n, w)
+    ]
+
+
+def seed_lines(section: dict[str, Any]) -> list[str]:
+    """Mean IoU (%) of every seed run of ``--seeds``, ours, the peer and their difference, with the mean and
+    the sample standard deviation over the seeds (the goals use the mean)."""
+    from benchmarks.goals import _get, seed_runs
+
+    ours, peer = seed_runs(section, "ours"), seed_runs(section, "peer")
+    seeds = [r.get("seed") for r in ours]
+    rows = []
+    for part in ("test", "ood", "test_tta", "ood_tta"):
+        o = [_get(r, part, "mean_iou") for r in ours]
+        t = [_get(r, part, "mean_iou") for r in peer]
+        if None in o or None in t:
+            continue
+        label = part.replace("_tta", " (TTA)")
+        for who, values in (("ours", o), ("peer", t), ("ours − peer", [a - b for a, b in zip(o, t)])):
+            v = [100 * x for x in values]
+            spread = f"{_f(statistics.mean(v))} ± {_f(statistics.stdev(v))}"
+            rows.append([label, who, *map(_f, v), spread])
+    header = ["set", "model", *(f"seed {s}" for s in seeds), "mean ± sd"]
+    intro = (
+        f"Mean IoU (%) per training seed (`--seeds {' '.join(map(str, seeds))}`: model initialisation and "
+        "crops); the table above is seed "
+        f"{seeds[0]}, the goals use the mean over the seeds. Sample standard deviation over the seeds."
+    )
+    return [intro, "", *_table(header, rows), ""]
 
 
 def uhcs_lines(results: dict[str, Any]) -> list[str]:
@@ -373,7 +408,7 @@ def profile_lines(results: dict[str, Any]) -> list[str]:
         + ", ".join(f"`{r['function']}` {_f(r['pct'])} %" for r in p["batch_cprofile"])
         + "."
     )
-    lines += limit_lines(p)
+    lines += limit_lines(p) + kernel_lines(p)
     d = _section(results, "dataload") or {}
     if "cpu" in d:
         lines.append(
@@ -462,6 +497,29 @@ def limit_lines(profile: dict[str, Any]) -> list[str]:
             f"operators ({', '.join(other) or 'none'}) do little arithmetic per byte moved."
         )
     return lines
+
+
+def kernel_lines(profile: dict[str, Any]) -> list[str]:
+    """The kernel profile (``bench_speed.profile_kernels``) as a table: per model, layout and call, the
+    share of time and the FLOP rate of the convolutions forward and backward, AdamW and the rest."""
+    rows = []
+    for model, layouts in (profile.get("kernels") or {}).items():
+        for layout, phases in layouts.items():
+            for phase, k in phases.items():
+                bwd, opt = k.get("conv_backward_pct"), k.get("optimizer_pct")
+                rest = 100 - k["conv_pct"] - (bwd or 0) - (opt or 0)
+                call = "forward" if phase == "forward" else "training step"
+                figures = [k["conv_pct"], k["conv_gflop_s"], bwd, k.get("conv_backward_gflop_s"), opt, rest]
+                rows.append([model, layout, call, _f(k["seconds"], 2), *map(_f, figures)])
+    if not rows:
+        return []
+    header = ["model", "layout", "call", "s", "conv fwd %", "conv fwd GFLOP/s", "conv bwd %"]
+    header += ["conv bwd GFLOP/s", "AdamW %", "other (memory-bound) %"]
+    intro = (
+        "Where the time goes, per call (torch.profiler; FLOPs by FlopCounterMode; the inference path and "
+        "the training step timed above):"
+    )
+    return ["", intro, "", *_table(header, rows)]
 
 
 def other_lines(results: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ Examples:
   python -m benchmarks.run                                    # everything, default budgets
   python -m benchmarks.run --only speed,batch --seconds 1     # speed only, short timing windows
   python -m benchmarks.run --only nasa,uhcs --budget-minutes 4 --uhcs-folds 0
+  python -m benchmarks.run --only nasa --seeds 0 1 2                # ours and the peer, 3 seeds each
   python -m benchmarks.run --from-results runs/bench/results.json    # re-render docs/benchmarks.md only
   python -m benchmarks.run --rescore runs/bench/results.json --out runs/again   # score saved models again
 """
@@ -134,7 +135,14 @@ def _profile(a: argparse.Namespace) -> dict[str, Any]:
     builders = s.model_builders()
     names = ("unet (ours, default)", "resnet_unet resnet18 (ours)", "smp Unet resnet18 (peer)")
     ops = {n: s.profile_forward(builders[n](), side=a.side, batch=a.batch) for n in names}
-    return {"forward_ops": ops, "batch_cprofile": s.profile_batch(n=32, side=64)}
+    kernels = {
+        n: {
+            layout: s.profile_kernels(builders[n](), side=a.side, batch=a.batch, channels_last=cl)
+            for layout, cl in (("NCHW", False), ("channels_last", True))
+        }
+        for n in names
+    }
+    return {"forward_ops": ops, "kernels": kernels, "batch_cprofile": s.profile_batch(n=32, side=64)}
 
 
 def _runner(name: str, a: argparse.Namespace) -> Callable[[], Any]:
@@ -148,9 +156,9 @@ def _runner(name: str, a: argparse.Namespace) -> Callable[[], Any]:
         "gpu": lambda: s.bench_gpu(side=a.side, batch=a.batch, seconds=a.seconds),
         "dataload": lambda: _dataload(a),
         "profile": lambda: _profile(a),
-        "nasa": lambda: acc.bench_nasa(minutes=a.budget_minutes, out_dir=out, overrides=a.set),
+        "nasa": lambda: acc.bench_nasa(minutes=a.budget_minutes, out_dir=out, overrides=a.set, seeds=a.seeds),
         "super3": lambda: acc.bench_nasa(
-            minutes=a.budget_minutes, out_dir=out, benchmark="Super3", overrides=a.set
+            minutes=a.budget_minutes, out_dir=out, benchmark="Super3", overrides=a.set, seeds=a.seeds
         ),
         "uhcs": lambda: acc.bench_uhcs(
             minutes=a.budget_minutes, out_dir=out, folds=a.uhcs_folds, overrides=a.set
@@ -252,6 +260,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataload-steps", type=int, default=10)
     p.add_argument("--synthetic-n", type=int, default=100, help="images per fresh synthetic test set")
     p.add_argument("--set", action="append", default=[], help="config override for the real-data runs")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="nasa, super3: train ours and the peer once per seed; goals use the mean over the seeds "
+        "(default: once, with the config's seed)",
+    )
     p.add_argument("--out", default="runs/bench", help="run folders and results.json")
     p.add_argument("--doc", default="docs/benchmarks.md", help="the report to write")
     p.add_argument(

@@ -45,6 +45,44 @@ def test_measure_model_ratios_are_consistent():
         assert out[f"{phase}_gflops"] == pytest.approx(out[f"{phase}_img_s"] * out[f"{phase}_gflop_per_img"])
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_kernel_profile_rates_times_times_give_the_hand_counted_flops(channels_last):
+    # conv 3x3 1 -> 4 and transposed conv 2x2 stride 2, 4 -> 2, on 2 images of 8x8 (hand count):
+    # forward 2*2*64*4*9 + 2*2*64*4*2*4 FLOPs; backward: the first conv only its weight gradient (its
+    # input needs none, 1 forward), the transposed conv input and weight gradients (2 forwards).
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 2, 2, stride=2))
+    first, second = 2 * 2 * 64 * 4 * 9, 2 * 2 * 64 * 4 * 2 * 4
+    out = speed.profile_kernels(net, side=8, batch=2, channels_last=channels_last)
+
+    def flops(row: dict, key: str) -> float:  # rate x (share x seconds) = FLOPs per call
+        return row[f"{key}_gflop_s"] * 1e9 * row[f"{key}_pct"] / 100 * row["seconds"]
+
+    fwd, train = out["forward"], out["train"]
+    assert flops(fwd, "conv") == pytest.approx(first + second, rel=1e-6)
+    assert flops(train, "conv") == pytest.approx(first + second, rel=1e-6)
+    assert flops(train, "conv_backward") == pytest.approx(first + 2 * second, rel=1e-6)
+    assert "conv_backward_pct" not in fwd
+    assert 0 < train["conv_pct"] + train["conv_backward_pct"] + train["optimizer_pct"] <= 100
+    assert train["optimizer_pct"] > 0
+
+
+def test_speed_goals_name_the_kernel_rates_that_limit_them():
+    k = {"seconds": 1.0, "conv_pct": 20.0, "conv_gflop_s": 120.0, "conv_backward_pct": 60.0,
+         "conv_backward_gflop_s": 75.0, "optimizer_pct": 2.0}  # fmt: skip
+    results = {
+        "sections": {
+            "speed": {"result": {"matmul_peak_gflops": 150.0, "models": []}},
+            "profile": {"result": {"kernels": {"unet (ours, default)": {"channels_last": {"train": k}}}}},
+        }
+    }
+    goals = {g.text: g for g in speed_goals(results)}
+    why = goals["CPU training ≥ 50 % of peak: unet (ours, default), channels_last"].why
+    # 75 / 150 = 50 % of peak; the rest of the step: 100 - 20 - 60 - 2 = 18 %
+    assert "conv backward 60.0 % of the time at 75.0 GFLOP/s (50.0 % of peak)" in why
+    assert "AdamW 2.0 %; the other 18.0 %" in why
+    assert goals["CPU training ≥ 50 % of peak: unet (ours, default), NCHW"].why == "no profile in this run"
+
+
 def test_matmul_peak_is_a_positive_rate():
     peak = speed.matmul_peak_gflops(n=64, seconds=0.0)
     assert math.isfinite(peak) and peak > 0
@@ -315,3 +353,43 @@ def test_fold_speedup_rows_time_both_paths_of_each_model():
     assert rows[0]["speedup"] == pytest.approx(rows[0]["plain_s"] / rows[0]["folded_s"])
     text = "\n".join(fold_lines([{"model": "m", "plain_s": 0.5, "folded_s": 0.4, "speedup": 1.25}]))
     assert "| m | 0.500 | 0.400 | 1.25 |" in text
+
+
+def test_seeds_train_each_model_once_per_seed_and_goals_use_the_mean(tmp_path, monkeypatch):
+    """--seeds 0 1: ours and the peer trained with seed=0 and seed=1 in folders of their own; "ours"/"peer"
+    hold seed 0, "repeats" seed 1; the goals read the mean over the seeds; the report shows each seed and
+    mean ± sample sd."""
+    from benchmarks import training
+    from benchmarks.report import nasa_lines
+
+    trained = []
+    miou = {("ours", 0): 0.88, ("ours", 1): 0.90, ("peer", 0): 0.89, ("peer", 1): 0.88}
+
+    def fake_train(cfg, *, run_dir, minutes, split):
+        trained.append((run_dir.name, cfg.seed, cfg.model["name"]))
+        return training.BudgetedRun(run_dir, run_dir / "model.safetensors", 9, 9, 1.0, "max_minutes")
+
+    def fake_score(run, sets, names):
+        who = "peer" if run.run_dir.name.split("-")[1] == "peer" else "ours"
+        scores = {"mean_iou": miou[who, int(run.run_dir.name[-1])], "pixel_accuracy": 0.97, "iou": {}}
+        return {"train_seconds": 1.0, "test": scores}
+
+    monkeypatch.setattr(acc, "train_budgeted", fake_train)
+    monkeypatch.setattr(acc, "score_run", fake_score)
+    out = acc._ours_and_peer(acc.NASA_CONFIG, split={}, sets={}, minutes=1.0, out_dir=tmp_path, tag="super1",
+                             seeds=[0, 1])  # fmt: skip
+    peer = training.PEER_NAME
+    assert trained == [("super1-ours-seed0", 0, "resnet_unet"), ("super1-peer-seed0", 0, peer),
+                       ("super1-ours-seed1", 1, "resnet_unet"), ("super1-peer-seed1", 1, peer)]  # fmt: skip
+    assert out["ours"]["seed"] == 0 and [r["seed"] for r in out["repeats"]["ours"]] == [1]
+    goals = {g.text: g for g in accuracy_goals({"sections": {"nasa": {"result": out}}})}
+    assert goals["NASA Super1 per-class mean IoU ≥ 0.90 (mean of 2 seeds)"].value == pytest.approx(0.89)
+    # ours (88 + 90) / 2 = 89, the peer (89 + 88) / 2 = 88.5: +0.5 pp
+    better = goals["Better than the peer (mean IoU, ours − peer): NASA Super1 test (mean of 2 seeds)"]
+    assert better.value == pytest.approx(0.5) and better.met is True
+    split = {"train": [1], "val": [1], "test": [1], "ood": ["x"]}
+    text = "\n".join(nasa_lines({"sections": {"nasa": {"result": {**out, "split": split}}}}))
+    # differences -1 and +2 pp: mean 0.5, sample sd sqrt(((-1.5)^2 + 1.5^2) / 1) = 2.1
+    assert "| test | ours − peer | -1.0 | 2.0 | 0.5 ± 2.1 |" in text
+    assert "| test | ours | 88.0 | 90.0 | 89.0 ± 1.4 |" in text
+    assert "- ours seed 1 (`resnet_unet`)" in text
