@@ -79,3 +79,36 @@ def test_depth_below_one_is_refused_with_the_given_depth(name, depth):
 def test_fcn_depth_rule_is_its_own():
     with pytest.raises(ValueError, match=r"FCN needs depth >= 3.*got 2"):
         build_model("fcn", depth=2)
+
+
+def test_resnet_unet_without_projection_and_a_3x3_head_is_smps_unet():
+    """project_up=False, head_kernel=3: the decoder of segmentation_models_pytorch's Unet (all channels
+    upsampled, 3×3 head): the same number of parameters and FLOPs as smp's own model; the default projects
+    to the decoder width first and has fewer of both."""
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    theirs = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=3).eval()
+    ours = build_model("resnet_unet", num_classes=3, upsample="nearest", project_up=False, head_kernel=3)
+    default = build_model("resnet_unet", num_classes=3, upsample="nearest").eval()
+
+    def size(net):
+        return sum(p.numel() for p in net.parameters())
+
+    def flops(net):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            out = net.eval()(torch.rand(1, 1, 64, 64))
+        assert out.shape == (1, 3, 64, 64)
+        return counter.get_total_flops()
+
+    assert size(ours) == size(theirs) and flops(ours) == flops(theirs)
+    assert size(default) < size(theirs) and flops(default) < flops(theirs)
+
+
+def test_resnet_unet_refuses_project_up_false_with_a_learned_upsampling_and_even_heads():
+    with pytest.raises(
+        ValueError, match=r"project_up=False needs upsample 'nearest' or 'bilinear'.*'transpose'"
+    ):
+        build_model("resnet_unet", upsample="transpose", project_up=False)
+    with pytest.raises(ValueError, match=r"head_kernel must be an odd side >= 1.*got 2"):
+        build_model("resnet_unet", head_kernel=2)
