@@ -246,8 +246,11 @@ def _train_facts(who: str, r: dict[str, Any]) -> str:
         done = f"{r.get('epochs_done')} of {r.get('epochs_planned')} planned epochs"
         if "calibrated_step_seconds" in r:
             done += f" (calibrated step {_f(r['calibrated_step_seconds'], 2)} s)"
+    model = dict(r.get("model", {}))
+    options = ", ".join(f"{k}: {v}" for k, v in model.items() if k != "name")
     return (
-        f"- {who} (`{r.get('model', {}).get('name')}`): trained {_f(r.get('train_seconds'), 0)} s, "
+        f"- {who} (`{model.get('name')}`{f' {{{options}}}' if options else ''}): trained "
+        f"{_f(r.get('train_seconds'), 0)} s, "
         f"{done}, stopped by {r.get('stopped')}"
         + ("; scores recomputed from its saved model (`--rescore`)" if r.get("rescored") else "")
         + (f"; **{r['error']}**" if "error" in r else "")

@@ -392,4 +392,4 @@ def test_seeds_train_each_model_once_per_seed_and_goals_use_the_mean(tmp_path, m
     # differences -1 and +2 pp: mean 0.5, sample sd sqrt(((-1.5)^2 + 1.5^2) / 1) = 2.1
     assert "| test | ours − peer | -1.0 | 2.0 | 0.5 ± 2.1 |" in text
     assert "| test | ours | 88.0 | 90.0 | 89.0 ± 1.4 |" in text
-    assert "- ours seed 1 (`resnet_unet`)" in text
+    assert "- ours seed 1 (`resnet_unet` {encoder: resnet18, upsample: nearest, head_kernel: 3})" in text
