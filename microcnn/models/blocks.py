@@ -226,7 +226,7 @@ class Up(nn.Module):
 
     - ``transpose``: ConvTranspose2d(kernel=scale, stride=scale).
     - ``bilinear`` / ``nearest``: 1×1 conv, then interpolation (the two commute; converting channels at the
-      low resolution is cheaper).
+      low resolution is cheaper); ``project=False``: interpolation only (``out_channels == in_channels``).
     - ``pixelshuffle``: 3×3 conv to ``out_channels·scale²``, then PixelShuffle (sub-pixel convolution).
     - ``unpool``: 1×1 conv, then MaxUnpool2d with the ``indices`` of the matching ``MaxPool2d``
       (``return_indices=True``); ``out_channels`` must equal the pooled tensor's channels.
@@ -236,16 +236,27 @@ class Up(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, mode: str = "transpose", scale: int = 2
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        mode: str = "transpose",
+        scale: int = 2,
+        project: bool = True,
     ) -> None:
         super().__init__()
         self.mode = check_choice("up mode", mode, UP_MODES)
         self.scale = scale
+        if not project and (mode not in ("bilinear", "nearest") or in_channels != out_channels):
+            raise ValueError(
+                "Up(project=False) only interpolates: it needs mode 'bilinear' or 'nearest' and "
+                f"in_channels == out_channels; got mode {mode!r}, {in_channels} -> {out_channels} channels."
+            )
         if mode == "transpose":
             self.proj: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, scale, stride=scale)
             self.up: nn.Module = nn.Identity()
         elif mode in ("bilinear", "nearest"):
-            self.proj = nn.Conv2d(in_channels, out_channels, 1)
+            self.proj = nn.Conv2d(in_channels, out_channels, 1) if project else nn.Identity()
             align = False if mode == "bilinear" else None
             self.up = nn.Upsample(scale_factor=scale, mode=mode, align_corners=align)
         elif mode == "pixelshuffle":

@@ -324,15 +324,8 @@ class ResNetUNet(Segmenter):
         ins = [skips[4], *d[:4]]
         skip_in = [skips[3], skips[2], skips[1], skips[0], 0]
         opts = {"norm": norm, "activation": activation}
-        if project_up:
-            self.ups = nn.ModuleList(Up(ins[i], d[i], mode=upsample) for i in range(5))
-            up_out = d
-        else:
-            align = False if upsample == "bilinear" else None
-            self.ups = nn.ModuleList(
-                nn.Upsample(scale_factor=2, mode=upsample, align_corners=align) for _ in range(5)
-            )
-            up_out = ins
+        up_out = d if project_up else ins  # without the projection the channels pass through
+        self.ups = nn.ModuleList(Up(ins[i], up_out[i], mode=upsample, project=project_up) for i in range(5))
         self.dec = nn.ModuleList(conv_stack(up_out[i] + skip_in[i], d[i], **opts) for i in range(5))
         self.head = nn.Conv2d(d[4], num_classes, head_kernel, padding=head_kernel // 2)
 

@@ -112,3 +112,16 @@ def test_resnet_unet_refuses_project_up_false_with_a_learned_upsampling_and_even
         build_model("resnet_unet", upsample="transpose", project_up=False)
     with pytest.raises(ValueError, match=r"head_kernel must be an odd side >= 1.*got 2"):
         build_model("resnet_unet", head_kernel=2)
+
+
+def test_up_without_projection_only_interpolates_and_refuses_a_channel_change():
+    from microcnn.models.blocks import Up
+
+    x = torch.rand(1, 4, 3, 5)
+    torch.testing.assert_close(
+        Up(4, 4, mode="nearest", project=False)(x), x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    )
+    with pytest.raises(
+        ValueError, match=r"Up\(project=False\) only interpolates.*'nearest', 4 -> 8 channels"
+    ):
+        Up(4, 8, mode="nearest", project=False)
