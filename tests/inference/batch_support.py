@@ -20,6 +20,12 @@ META = {
     "preprocessing": {"augment": []},
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+# Prepended to the child scripts that measure memory: the child's own peak RSS (ru_maxrss would be inherited
+# from pytest over fork + exec).
+HWM_KIB = """
+def hwm_kib():
+    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
 
 
 def make_archive(path: Path, n: int, *, seed: int = 0, side: int | None = None, dtype: str = "uint8") -> Path:

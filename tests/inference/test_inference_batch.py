@@ -9,7 +9,6 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from batch_support import Stop, make_archive, make_model, stop_after
 
 from microcnn.cli import main as cli_main
 from microcnn.errors import DatasetError
@@ -17,6 +16,8 @@ from microcnn.inference.batch import predict_archive
 from microcnn.inference.h5out import BatchJobError, partial_path
 from microcnn.inference.predictor import Predictor
 from microcnn.io.hdf5_reader import open_archive
+
+from .batch_support import Stop, make_archive, make_model, stop_after
 
 N_ITEMS = 24
 

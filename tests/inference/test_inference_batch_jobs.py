@@ -15,7 +15,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from batch_support import Stop, assert_bitwise_equal, make_archive, make_model, stop_after
 
 import microcnn
 from microcnn.cli import main as cli_main
@@ -23,6 +22,8 @@ from microcnn.inference import batch, h5out
 from microcnn.inference.batch import predict_archive
 from microcnn.inference.h5out import BatchJobError, partial_path
 from microcnn.inference.joblock import JobLock, lock_path
+
+from .batch_support import Stop, assert_bitwise_equal, make_archive, make_model, stop_after
 
 CPU = {"device": "cpu"}
 PREPROCESSING = {"augment": [{"name": "Normalize", "mean": 0.5, "std": 0.25}], "in_channels": 1}

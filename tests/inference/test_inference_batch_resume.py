@@ -11,12 +11,23 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from batch_support import ENV, Stop, assert_bitwise_equal, cli, datasets, make_archive, make_model, stop_after
 
 from microcnn.inference.batch import _shard, predict_archive
 from microcnn.inference.h5input import InputArchive
 from microcnn.inference.h5out import partial_path
 from microcnn.inference.predictor import Predictor
+
+from .batch_support import (
+    ENV,
+    HWM_KIB,
+    Stop,
+    assert_bitwise_equal,
+    cli,
+    datasets,
+    make_archive,
+    make_model,
+    stop_after,
+)
 
 HERE = Path(__file__).parent
 
@@ -129,8 +140,6 @@ def test_two_rank_torchrun_equals_one_rank_with_uneven_chunks(tmp_path, one_thre
 
 _PEAK = """
 import sys
-def hwm_kib():  # this process's own peak RSS (ru_maxrss would be inherited from pytest over fork + exec)
-    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 from microcnn.inference.batch import predict_archive
 from microcnn.inference.predictor import Predictor
 model, small, large, out = sys.argv[1:5]
@@ -156,7 +165,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_items(tmp_path):
     large = make_archive(tmp_path / "l.h5", 400, side=128, dtype="float32")
     with h5py.File(large, "r") as f:
         image_bytes = f["images"].size * f["images"].dtype.itemsize
-    cmd = [sys.executable, "-c", _PEAK, str(model), str(small), str(large), str(tmp_path / "out")]
+    cmd = [sys.executable, "-c", HWM_KIB + _PEAK, str(model), str(small), str(large), str(tmp_path / "out")]
     env = {**ENV, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

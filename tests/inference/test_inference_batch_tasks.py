@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from batch_support import make_archive, make_model
 
 from microcnn.analysis import multi_otsu, otsu, quantify, watershed_particles
 from microcnn.cli import main as cli_main
@@ -17,6 +16,8 @@ from microcnn.inference.batch import predict_archive
 from microcnn.inference.classical import ClassicalPredictor
 from microcnn.inference.h5input import InputArchive
 from microcnn.inference.predictor import Predictor
+
+from .batch_support import make_archive, make_model
 
 N = 7
 CLF_SPEC = {"name": "tinyvgg", "in_channels": 1, "num_classes": 3, "input_size": 32}

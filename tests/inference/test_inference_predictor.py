@@ -13,6 +13,8 @@ from microcnn.errors import ModelFileError
 from microcnn.inference.predictor import Predictor
 from microcnn.io.micrograph import Micrograph
 
+from .batch_support import HWM_KIB
+
 
 class Pointwise(nn.Module):
     """1x1 convolution segmenter: logits = w * x + b per pixel (easy to compute by hand)."""
@@ -434,8 +436,6 @@ def test_predict_many_preprocesses_each_image_once():
 
 _TILING_RSS = """
 import sys
-def hwm_kib():  # this process's own peak RSS (ru_maxrss would be inherited from pytest over fork + exec)
-    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 import numpy as np, torch
 from torch import nn
 from microcnn.inference.predictor import Predictor
@@ -463,7 +463,7 @@ def test_tiled_prediction_memory_is_bounded_by_the_image_and_one_tile_batch():
     import sys
 
     side, tile, batch, hidden = 2048, 256, 2, 16
-    cmd = [sys.executable, "-c", _TILING_RSS, *(str(v) for v in (side, tile, batch, hidden))]
+    cmd = [sys.executable, "-c", HWM_KIB + _TILING_RSS, *(str(v) for v in (side, tile, batch, hidden))]
     env = {"OMP_NUM_THREADS": "2", "MALLOC_MMAP_THRESHOLD_": "65536", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
