@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,15 +59,51 @@ def model_builders() -> dict[str, Callable[[], nn.Module]]:
     }
 
 
-def timed(fn: Callable[[], Any], *, seconds: float, warmup: int = 1, min_calls: int = 2) -> float:
-    """Median-free mean seconds per call of ``fn`` over at least ``min_calls`` calls and ``seconds`` s."""
-    for _ in range(warmup):
-        fn()
+def _fastest_round(fn: Callable[[], Any], seconds: float) -> float:
+    """Mean seconds per call over one round: at least one call and ``seconds`` s."""
     calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
+    while calls < 1 or time.perf_counter() - start < seconds:
         fn()
         calls += 1
     return (time.perf_counter() - start) / calls
+
+
+def interleaved(fns: dict[Any, Callable[[], Any]], *, seconds: float, rounds: int = 5) -> dict[Any, float]:
+    """Seconds per call of each of ``fns``: the fastest of ``rounds`` rounds (each the mean over its calls,
+    at least one, and ``seconds / rounds`` s), the rounds taken in turn (round 1 of every fn, then round 2,
+    ...) after one warm-up call each.
+
+    In turn, so that every fn is sampled across the whole measurement and a slow spell of a shared machine
+    does not fall on one of them alone; the fastest round, as :mod:`timeit` advises: the slower rounds
+    measure the other processes, not the fn.
+    """
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            best[key] = min(best[key], _fastest_round(fn, seconds / rounds))
+    return best
+
+
+def timed(fn: Callable[[], Any], *, seconds: float, warmup: int = 1, rounds: int = 5) -> float:
+    """Seconds per call of ``fn`` alone: the fastest of ``rounds`` rounds (see :func:`interleaved`)."""
+    for _ in range(warmup):
+        fn()
+    return min(_fastest_round(fn, seconds / rounds) for _ in range(rounds))
+
+
+def matmul_fns(n: int = 1024) -> dict[str, tuple[Callable[[], Any], float]]:
+    """The two fp32 GEMMs of :func:`matmul_rates`: name -> (call, FLOPs per call)."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    x = torch.rand(1, n, 64, 64).contiguous(memory_format=torch.channels_last)
+    conv = nn.Conv2d(n, n, 1, bias=False).eval().to(memory_format=torch.channels_last)
+
+    def onednn() -> None:
+        with torch.inference_mode():
+            conv(x)
+
+    return {"mm": (lambda: torch.mm(a, b), 2.0 * n**3), "onednn": (onednn, 2.0 * 64 * 64 * n**2)}
 
 
 def matmul_rates(*, n: int = 1024, seconds: float = 2.0) -> dict[str, float]:
@@ -77,13 +114,7 @@ def matmul_rates(*, n: int = 1024, seconds: float = 2.0) -> dict[str, float]:
     with its own GEMM kernels. On some CPUs (measured: AMD EPYC with AVX-512) the BLAS path reaches well
     under half of what oneDNN does, so the peak is the better of the two.
     """
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    mm = 2 * n**3 / timed(lambda: torch.mm(a, b), seconds=seconds) / 1e9
-    x = torch.rand(1, n, 64, 64).contiguous(memory_format=torch.channels_last)
-    conv = nn.Conv2d(n, n, 1, bias=False).eval().to(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        onednn = 2 * 64 * 64 * n**2 / timed(lambda: conv(x), seconds=seconds) / 1e9
-    return {"mm": mm, "onednn": onednn}
+    return {k: flops / timed(fn, seconds=seconds) / 1e9 for k, (fn, flops) in matmul_fns(n).items()}
 
 
 def matmul_peak_gflops(*, n: int = 1024, seconds: float = 2.0) -> float:
@@ -128,39 +159,6 @@ def _step_fns(
     return forward, train_step
 
 
-def measure_model(
-    model: nn.Module,
-    *,
-    side: int = 256,
-    batch: int = 8,
-    channels_last: bool = False,
-    seconds: float = 3.0,
-    peak_gflops: float | None = None,
-) -> dict[str, float]:
-    """Forward and training speed of ``model`` on (batch, 1, side, side) float32 input on the CPU.
-
-    Returns images/s, GFLOP/s and (with ``peak_gflops``) % of peak for "forward" and "train" (forward,
-    backward and an AdamW step), plus the FLOPs per image of each.
-    """
-    x = torch.rand(batch, 1, side, side)
-    if channels_last:
-        model, x = (
-            model.to(memory_format=torch.channels_last),
-            x.contiguous(memory_format=torch.channels_last),
-        )
-    forward, train_step = _step_fns(model, x, channels_last=channels_last)
-    out: dict[str, float] = {}
-    for phase, fn in (("forward", forward), ("train", train_step)):
-        flops = count_flops(fn)
-        per_call = timed(fn, seconds=seconds, warmup=0)  # the counted call above warmed it up
-        out[f"{phase}_img_s"] = batch / per_call
-        out[f"{phase}_gflops"] = flops / per_call / 1e9
-        out[f"{phase}_gflop_per_img"] = flops / batch / 1e9
-        if peak_gflops:
-            out[f"{phase}_pct_peak"] = 100 * out[f"{phase}_gflops"] / peak_gflops
-    return out
-
-
 def fold_speedup(
     *, side: int = 256, batch: int = 8, rounds: int = 6, names: list[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -190,44 +188,59 @@ def fold_speedup(
     return rows
 
 
-def bench_models(
+def speed_section(
     *,
     side: int = 256,
     batch: int = 8,
     seconds: float = 3.0,
     names: list[str] | None = None,
-    local_peak: bool = True,
-    peak_gflops: float | None = None,
-) -> list[dict[str, Any]]:
-    """One row per (model, memory format): the figures of :func:`measure_model`.
+    rounds: int = 5,
+    builders: dict[str, Callable[[], nn.Module]] | None = None,
+) -> dict[str, Any]:
+    """Every (model, memory format) forward and training step and the two matmul peaks, timed in turn
+    (:func:`interleaved`): ``rounds`` rounds of ``seconds / rounds`` s each.
 
-    With ``local_peak`` the matmul peak is measured again just before each row (``peak_gflops`` in the
-    row) and % of peak refers to the best peak measured over all rows and ``peak_gflops``: the machine's
-    capability; a lower local peak only shows that other jobs were running then.
+    Returns "matmul_rates" (GFLOP/s per GEMM back-end), "matmul_peak_gflops" (the better one: the
+    reference) and "models": one row per (model, memory format) on (batch, 1, side, side) float32 input:
+    images/s, GFLOP/s, GFLOP per image and % of that peak for "forward" (the Predictor's inference path)
+    and "train" (forward, backward and an AdamW step). All of them measured over the same minutes, the
+    ratios hold where a shared machine's speed drifts. ``builders``: name -> model (default
+    :func:`model_builders`), ``names`` a subset of them.
     """
-    rows = []
-    for name, build in model_builders().items():
+    fns: dict[Any, Callable[[], Any]] = {}
+    flops: dict[Any, float] = {}
+    for name, build in (builders or model_builders()).items():
         if names is not None and name not in names:
             continue
         for channels_last in (False, True):
             torch.manual_seed(0)
-            peak = matmul_peak_gflops(seconds=min(seconds, 1.0)) if local_peak else None
-            figures = measure_model(
-                build(),
-                side=side,
-                batch=batch,
-                channels_last=channels_last,
-                seconds=seconds,
-                peak_gflops=peak,
-            )
-            if peak is not None:
-                figures["peak_gflops"] = peak
-            rows.append({"model": name, "channels_last": channels_last, **figures})
-    best = max([r["peak_gflops"] for r in rows if "peak_gflops" in r] + [peak_gflops or 0.0]) or None
-    for r in rows if best else []:
-        for phase in ("forward", "train"):
-            r[f"{phase}_pct_peak"] = 100 * r[f"{phase}_gflops"] / best
-    return rows
+            model, x = build(), torch.rand(batch, 1, side, side)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            for phase, fn in zip(("forward", "train"), _step_fns(model, x, channels_last=channels_last)):
+                fns[name, channels_last, phase], flops[name, channels_last, phase] = fn, count_flops(fn)
+    for key, (fn, n) in matmul_fns().items():
+        fns[key], flops[key] = fn, n
+    per_call = interleaved(fns, seconds=seconds, rounds=rounds)
+    rates = {k: flops[k] / per_call[k] / 1e9 for k in ("mm", "onednn")}
+    peak = max(rates.values())
+    rows = []
+    for name, channels_last, phase in (k for k in fns if isinstance(k, tuple)):
+        if phase == "forward":
+            rows.append({"model": name, "channels_last": channels_last})
+        row = rows[-1]
+        t, n = per_call[name, channels_last, phase], flops[name, channels_last, phase]
+        row[f"{phase}_img_s"] = batch / t
+        row[f"{phase}_gflops"] = n / t / 1e9
+        row[f"{phase}_gflop_per_img"] = n / batch / 1e9
+        row[f"{phase}_pct_peak"] = 100 * row[f"{phase}_gflops"] / peak
+    return {"matmul_rates": rates, "matmul_peak_gflops": peak, "models": rows}
+
+
+def bench_models(**kwargs: Any) -> list[dict[str, Any]]:
+    """The model rows of :func:`speed_section` (same keyword arguments)."""
+    return speed_section(**kwargs)["models"]
 
 
 def peer_ratios(
@@ -373,35 +386,18 @@ def bench_gpu(*, side: int = 256, batch: int = 8, seconds: float = 3.0) -> dict[
     return out
 
 
-def profile_forward(
-    model: nn.Module, *, side: int = 256, batch: int = 8, top: int = 6
-) -> list[dict[str, Any]]:
-    """The ``top`` operators by self CPU time of one forward pass of :func:`inference_copy` (torch.profiler),
-    with their share (%)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    x = torch.rand(batch, 1, side, side)
-    model = inference_copy(model)
-    with torch.inference_mode():
-        model(x)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            model(x)
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1
-    return [{"op": e.key, "pct": 100 * e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
-
-
 def profile_kernels(
-    model: nn.Module, *, side: int = 256, batch: int = 8, channels_last: bool = True
-) -> dict[str, dict[str, float]]:
+    model: nn.Module, *, side: int = 256, batch: int = 8, channels_last: bool = True, top: int = 6
+) -> dict[str, dict[str, Any]]:
     """Where the time of the forward and of the training step goes, and how fast the convolutions run.
 
-    The same calls as :func:`measure_model` (the inference path; forward + backward + AdamW), two of
+    The same calls as :func:`speed_section` (the inference path; forward + backward + AdamW), two of
     each under torch.profiler, with FLOPs from FlopCounterMode per operator. Returns, per phase
     ("forward", "train"): ``seconds`` (per call), ``conv_pct`` and ``conv_gflop_s`` (the
     convolutions of the forward: their share of the call and their FLOP rate) and, for "train",
     ``conv_backward_pct``, ``conv_backward_gflop_s`` and ``optimizer_pct``. What remains is
-    memory-bound work: batch norm, activations, pooling, concatenation, the loss.
+    memory-bound work: batch norm, activations, pooling, concatenation, the loss. "forward" also holds
+    ``top_ops``: the ``top`` operators by self CPU time, each with its share (%) and calls per forward.
     """
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
@@ -411,7 +407,7 @@ def profile_kernels(
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     forward, train_step = _step_fns(model, x, channels_last=channels_last)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for phase, fn in (("forward", forward), ("train", train_step)):
         fn()  # warm-up: kernel selection, optimizer state
         with FlopCounterMode(display=False) as counter:
@@ -424,7 +420,7 @@ def profile_kernels(
         events = prof.key_averages()
         total_us = sum(e.self_cpu_time_total for e in events) or 1.0
         us = {e.key: e.cpu_time_total for e in events}
-        row = {"seconds": total_us / 1e6 / calls}
+        row: dict[str, Any] = {"seconds": total_us / 1e6 / calls}
         for key, op, name in (
             ("conv", "aten::convolution", "aten.convolution"),
             ("conv_backward", "aten::convolution_backward", "aten.convolution_backward"),
@@ -436,6 +432,12 @@ def profile_kernels(
         if phase == "train":
             step = sum(t for k, t in us.items() if k.startswith("Optimizer.step"))
             row["optimizer_pct"] = 100 * step / total_us
+        else:
+            ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+            row["top_ops"] = [
+                {"op": e.key, "pct": 100 * e.self_cpu_time_total / total_us, "calls": e.count // calls}
+                for e in ranked
+            ]
         out[phase] = row
     return out
 
@@ -482,9 +484,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     args = parser.parse_args(argv)
-    peak = matmul_peak_gflops(seconds=args.seconds)
-    rows = bench_models(side=args.side, batch=args.batch, seconds=args.seconds)
-    result = {"matmul_peak_gflops": peak, "models": rows, "peer_ratios": peer_ratios(rows)}
+    result = speed_section(side=args.side, batch=args.batch, seconds=args.seconds)
+    result["peer_ratios"] = peer_ratios(result["models"])
     print(json.dumps(result, indent=1))
     return result
 

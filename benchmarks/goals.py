@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ class Goal:
     unit: str = ""
     lower: bool = False
     why: str = ""  # what limits it, from this run's measurements (shown when missed)
+    sd: float | None = None  # sample sd over the training seeds when value is their mean (same unit)
 
     @property
     def met(self) -> bool | None:
@@ -34,9 +36,10 @@ class Goal:
         while not self.met and round(gap, digits) == 0 and digits < 6:  # a miss never reads "short by 0.0"
             digits += 1
         gap_unit = " pp" if self.unit == " %" else self.unit
+        spread = "" if self.sd is None else f" (sd {_f(self.sd, digits)} over the seeds)"
         return [
             self.text,
-            f"{_f(self.value, digits)}{self.unit}",
+            f"{_f(self.value, digits)}{self.unit}{spread}",
             "met" if self.met else "**missed**",
             "–" if self.met else f"short by {_f(gap, digits)}{gap_unit}",
             "" if self.met else self.why,
@@ -205,6 +208,47 @@ def seed_mean(section: Any, who: str, part: str, metric: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def seed_sd(section: Any, part: str, metric: str, *, who: str = "ours", scale: float = 1.0) -> float | None:
+    """Sample sd over the seeds of ``metric`` on ``part`` for ``who``, or (who="diff") of ours − peer seed by
+    seed; times ``scale``. None with fewer than 2 seeds."""
+    if who == "diff":
+        pairs = zip(seed_runs(section, "ours"), seed_runs(section, "peer"), strict=False)
+        values = [
+            o - p for r, q in pairs if None not in (o := _get(r, part, metric), p := _get(q, part, metric))
+        ]
+    else:
+        values = [v for r in seed_runs(section, who) if (v := _get(r, part, metric)) is not None]
+    return scale * statistics.stdev(values) if len(values) > 1 else None
+
+
+def _peer_why(section: Any, part: str) -> str:
+    """Why ours trails the peer on set ``part`` of a nasa or super3 section: ours − peer per seed (pp), the
+    class with the largest deficit (mean over the seeds) and the epochs each got in the same budget."""
+    pairs = list(zip(seed_runs(section, "ours"), seed_runs(section, "peer"), strict=False))
+    pairs = [
+        (o, p)
+        for o, p in pairs
+        if _get(o, part, "mean_iou") is not None and _get(p, part, "mean_iou") is not None
+    ]
+    if not pairs:
+        return ""
+    diffs = ", ".join(_f(100 * (o[part]["mean_iou"] - p[part]["mean_iou"]), 1) for o, p in pairs)
+    classes = pairs[0][0][part].get("iou") or {}
+    gaps = {
+        c: 100 * sum(o[part]["iou"][c] - p[part]["iou"][c] for o, p in pairs) / len(pairs)
+        for c in classes
+        if all(c in o[part].get("iou", {}) and c in p[part].get("iou", {}) for o, p in pairs)
+    }
+    worst = min(gaps, key=gaps.get) if gaps else None
+    epochs = "; epochs in the same budget, ours " + "/".join(str(o.get("epochs_done")) for o, _ in pairs)
+    epochs += " vs the peer " + "/".join(str(p.get("epochs_done")) for _, p in pairs)
+    label = "per seed" if len(pairs) > 1 else "one seed"
+    text = f"ours − peer {label}: {diffs} pp"
+    if worst is not None and gaps[worst] < 0:
+        text += f"; the largest class deficit: {worst} ({_f(gaps[worst], 1)} pp IoU, mean over the seeds)"
+    return text + epochs
+
+
 def _seeds_mark(section: Any) -> str:
     n = len(seed_runs(section, "ours"))
     return f" (mean of {n} seeds)" if n > 1 else ""
@@ -237,18 +281,21 @@ def _accuracy_goals(results: dict[str, Any], tta: str, mark: str) -> list[Goal]:
             seed_mean(nasa, "ours", f"test{tta}", "joint_iou"),
             0.95,
             why=nasa_why,
+            sd=seed_sd(nasa, f"test{tta}", "joint_iou"),
         ),
         Goal(
             f"NASA Super1 per-class mean IoU ≥ 0.90{mark}{_seeds_mark(nasa)}",
             seed_mean(nasa, "ours", f"test{tta}", "mean_iou"),
             0.90,
             why=nasa_why,
+            sd=seed_sd(nasa, f"test{tta}", "mean_iou"),
         ),
         Goal(
             f"Out-of-distribution joint IoU ≥ 0.75 (Super1 model, 5 images){mark}{_seeds_mark(nasa)}",
             seed_mean(nasa, "ours", f"ood{tta}", "joint_iou"),
             0.75,
             why=nasa_why + "; other alloys, etches and imaging conditions than any training image",
+            sd=seed_sd(nasa, f"ood{tta}", "joint_iou"),
         ),
     ]
     pairs = [
@@ -265,7 +312,8 @@ def _accuracy_goals(results: dict[str, Any], tta: str, mark: str) -> list[Goal]:
         )
         diff = None if ours is None or peer is None else 100 * (ours - peer)
         text = f"Better than the peer (mean IoU, ours − peer): {text}{mark}{_seeds_mark(s)}"
-        goals.append(Goal(text, diff, 0, " pp"))
+        sd = seed_sd(s, part + tta, "mean_iou", who="diff", scale=100)
+        goals.append(Goal(text, diff, 0, " pp", why=_peer_why(s, part + tta), sd=sd))
     ours, peer = _fold_mean(results, "ours", f"test{tta}"), _fold_mean(results, "peer", f"test{tta}")
     diff = None if ours is None or peer is None else ours - peer
     goals.append(Goal(f"Better than the peer (mean IoU, ours − peer): UHCS folds run{mark}", diff, 0, " pp"))

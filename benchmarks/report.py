@@ -81,21 +81,32 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
     head = ["## Speed (CPU, fp32)", ""]
     if (note := _note(s, "speed")) is not None:
         return head + note
+    local = any("peak_gflops" in r for r in s["models"])  # runs before the interleaved timing
+    if local:
+        method = (
+            f"best of the section; at its start: {_rates(s)}). Each row's 'peak' was measured just before "
+            "it; % of peak refers to the best (the machine's capability). Each figure: "
+            + s.get("timing", "the mean over its timing window")
+        )
+    else:
+        method = (
+            f"the faster GEMM back-end: {_rates(s)}). Each figure, the peaks too: {s.get('timing', '')}, as "
+            "timeit advises on a shared machine (the slower rounds time the other processes), so that a slow "
+            "spell does not fall on one row alone"
+        )
     lines = [
         *head,
-        f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s**"
-        f" (best of the section; at its start: {_rates(s)}). Each row's 'peak' was measured just before"
-        f" it; % of peak refers to the best (the machine's capability). Input {s['batch']}×1×{s['side']}²;"
-        " FLOPs by PyTorch's FlopCounterMode; forward = the Predictor's inference path (eval, "
-        "inference_mode, batch norm folded into the convolutions, for the peer too); training = forward + "
-        "backward + AdamW step.",
+        f"Reference: measured fp32 matrix-multiply peak **{_f(s['matmul_peak_gflops'])} GFLOP/s** ({method}."
+        f" Input {s['batch']}×1×{s['side']}²; FLOPs by PyTorch's FlopCounterMode; forward = the Predictor's "
+        "inference path (eval, inference_mode, batch norm folded into the convolutions, for the peer too); "
+        "training = forward + backward + AdamW step.",
         "",
     ]
     rows = [
         [
             r["model"],
             "channels_last" if r["channels_last"] else "NCHW",
-            _f(r.get("peak_gflops")),
+            *([_f(r.get("peak_gflops"))] if local else []),
             _f(r["forward_gflop_per_img"], 2),
             _f(r["forward_img_s"]),
             _f(r["forward_gflops"]),
@@ -109,7 +120,7 @@ def speed_lines(results: dict[str, Any]) -> list[str]:
     header = [
         "model",
         "layout",
-        "peak GFLOP/s",
+        *(["peak GFLOP/s"] if local else []),
         "fwd GFLOP/img",
         "fwd img/s",
         "fwd GFLOP/s",

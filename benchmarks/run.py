@@ -78,16 +78,16 @@ def environment() -> dict[str, Any]:
 def _speed(a: argparse.Namespace) -> dict[str, Any]:
     from benchmarks import bench_speed as s
 
-    rates = s.matmul_rates(seconds=a.seconds)
-    peak = max(rates.values())
-    rows = s.bench_models(side=a.side, batch=a.batch, seconds=a.seconds, peak_gflops=peak)
-    peak = max([peak] + [r["peak_gflops"] for r in rows if "peak_gflops" in r])
+    section = s.speed_section(side=a.side, batch=a.batch, seconds=a.seconds)
+    rows = section["models"]
     return {
-        "matmul_peak_gflops": peak,
-        "matmul_rates": rates,
+        **section,
         "side": a.side,
         "batch": a.batch,
-        "models": rows,
+        "timing": (
+            f"the fastest of 5 rounds of {a.seconds / 5:g} s (at least one call each), the rounds of all "
+            "rows and of the peak taken in turn"
+        ),
         "peer_ratios": s.peer_ratios(rows),
         "fold_speedup": s.fold_speedup(side=a.side, batch=a.batch),
     }
@@ -134,7 +134,6 @@ def _profile(a: argparse.Namespace) -> dict[str, Any]:
 
     builders = s.model_builders()
     names = ("unet (ours, default)", "resnet_unet resnet18 (ours)", "smp Unet resnet18 (peer)")
-    ops = {n: s.profile_forward(builders[n](), side=a.side, batch=a.batch) for n in names}
     kernels = {
         n: {
             layout: s.profile_kernels(builders[n](), side=a.side, batch=a.batch, channels_last=cl)
@@ -142,6 +141,10 @@ def _profile(a: argparse.Namespace) -> dict[str, Any]:
         }
         for n in names
     }
+    # The operator ranking of the NCHW forward: the same profiled calls as its kernel rates.
+    ops = {n: kernels[n]["NCHW"]["forward"].pop("top_ops") for n in names}
+    for n in names:
+        kernels[n]["channels_last"]["forward"].pop("top_ops")
     return {"forward_ops": ops, "kernels": kernels, "batch_cprofile": s.profile_batch(n=32, side=64)}
 
 
