@@ -183,15 +183,15 @@ def _fold_mean(results: dict[str, Any], who: str, part: str = "test") -> float |
     return 100 * sum(values) / len(values) if values else None
 
 
-def _budget_why(run: Any, small: str) -> str:
-    """The training budget actually used, and the IoU of the thin, rare class ``small``."""
+def _budget_why(run: Any, small: str, label: str = "") -> str:
+    """The training budget actually used, and the IoU of the thin, rare class ``small`` (after ``label``)."""
     if not isinstance(run, dict) or "train_seconds" not in run:
         return ""
     iou = _get(run, "test", "iou", small)
     return (
-        f"{_f(run['train_seconds'], 0)} s of CPU training from scratch ({run.get('epochs_done')} epochs, "
-        f"stopped by {run.get('stopped')}); the thin, rare class {small} reaches {_f(iou, 1, 100)} % IoU "
-        f"and pulls the class mean down"
+        f"{label}{_f(run['train_seconds'], 0)} s of CPU training from scratch "
+        f"({run.get('epochs_done')} epochs, stopped by {run.get('stopped')}); the thin, rare class {small} "
+        f"reaches {_f(iou, 1, 100)} % IoU and pulls the class mean down"
     )
 
 
@@ -266,7 +266,10 @@ def accuracy_goals(results: dict[str, Any]) -> list[Goal]:
 def _accuracy_goals(results: dict[str, Any], tta: str, mark: str) -> list[Goal]:
     nasa = _section(results, "nasa")
     fold0 = next(iter((_get(_section(results, "uhcs"), "folds") or {}).values()), {})
-    nasa_why = _budget_why(_get(nasa, "ours"), "tertiary_gamma_prime")
+    first = _get(nasa, "ours", "seed") if len(seed_runs(nasa, "ours")) > 1 else None
+    nasa_why = _budget_why(
+        _get(nasa, "ours"), "tertiary_gamma_prime", "" if first is None else f"seed {first}: "
+    )
     uhcs_why = _budget_why(fold0.get("ours"), "widmanstatten")
     goals = [
         Goal(

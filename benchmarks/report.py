@@ -321,8 +321,8 @@ def seed_lines(section: dict[str, Any]) -> list[str]:
             rows.append([label, who, *map(_f, v), spread])
     header = ["set", "model", *(f"seed {s}" for s in seeds), "mean ± sd"]
     intro = (
-        f"Mean IoU (%) per training seed (`--seeds {' '.join(map(str, seeds))}`: model initialisation and "
-        "crops); the table above is seed "
+        f"Mean IoU (%) per training seed (seeds {', '.join(map(str, seeds))} of `--seeds`: model "
+        "initialisation and crops); the table above is seed "
         f"{seeds[0]}, the goals use the mean over the seeds. Sample standard deviation over the seeds."
     )
     return [intro, "", *_table(header, rows), ""]

@@ -202,7 +202,8 @@ def run_sections(
 def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One results dict from several runs: the first run's environment, every run's command, later sections
     replacing earlier ones of the same name; UHCS folds run in different runs are joined (a later run's
-    fold i replaces an earlier fold i), so the 6 folds can be measured in several sittings."""
+    fold i replaces an earlier fold i), so the 6 folds can be measured in several sittings; so are the
+    seeds of nasa / super3 runs with other seeds of the same models and budget (:func:`_join_seeds`)."""
     merged = {"environment": dict(parts[0]["environment"]), "sections": {}}
     merged["environment"]["command"] = " ; then ".join(p["environment"]["command"] for p in parts)
     dates = sorted(p["environment"]["date"] for p in parts if p["environment"].get("date"))
@@ -215,6 +216,8 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 folds = {**before["result"]["folds"], **section["result"]["folds"]}
                 section = {**section, "result": {**section["result"], "folds": folds},
                            "seconds": before["seconds"] + section["seconds"]}  # fmt: skip
+            elif name in ("nasa", "super3") and (joined := _join_seeds(before, section)) is not None:
+                section = joined
             merged["sections"][name] = section
     return merged
 
@@ -242,6 +245,36 @@ def rescore_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
                                      "load_before": before, "load_after": os.getloadavg()}  # fmt: skip
         print(f"[benchmarks] {name} re-scored", file=sys.stderr)
     return results
+
+
+def _join_seeds(before: Any, later: dict[str, Any]) -> dict[str, Any] | None:
+    """``before`` with the seed runs of ``later`` added to its repeats, when both are nasa / super3
+    sections of the same benchmark, models and budget and share no seed; None otherwise (``later``
+    replaces ``before``)."""
+    from benchmarks.goals import seed_runs
+
+    def facts(section: Any) -> tuple[list[Any], list[Any], set[Any]] | None:
+        result = section.get("result") if isinstance(section, dict) else None
+        if not isinstance(result, dict) or "ours" not in result or "peer" not in result:
+            return None
+        runs = [*seed_runs(result, "ours"), *seed_runs(result, "peer")]
+        kind = [
+            result.get("benchmark"),
+            *sorted({json.dumps([r.get("model"), r.get("max_minutes")]) for r in runs}),
+        ]
+        return kind, runs, {r.get("seed") for r in seed_runs(result, "ours")}
+
+    a, b = facts(before), facts(later)
+    if a is None or b is None or a[0] != b[0] or a[2] & b[2]:
+        return None
+    result, extra = before["result"], later["result"]
+    repeats = {who: [*seed_runs(result, who)[1:], *seed_runs(extra, who)] for who in ("ours", "peer")}
+    return {
+        **before,
+        "result": {**result, "repeats": repeats},
+        "seconds": before["seconds"] + later["seconds"],
+        "load_after": later.get("load_after", before.get("load_after")),
+    }
 
 
 def _has_folds(section: Any) -> bool:

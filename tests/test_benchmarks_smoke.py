@@ -304,6 +304,36 @@ def test_merging_runs_joins_uhcs_folds_and_replaces_other_sections():
     assert dated == "2026-12-01 07:45 UTC to 2026-12-01 14:00 UTC (2 runs)"
 
 
+def test_merging_runs_joins_new_seeds_of_the_same_models_and_replaces_otherwise():
+    from benchmarks.goals import seed_mean
+    from benchmarks.run import merge_results
+
+    def run(who: str, seed: int, miou: float, model: str = "resnet_unet") -> dict:
+        name = model if who == "ours" else "smp_unet_resnet18"
+        return {"model": {"name": name}, "seed": seed, "max_minutes": 8.0, "test": {"mean_iou": miou}}
+
+    def results(seeds: list[int], mious: list[float], model: str = "resnet_unet") -> dict:
+        ours = [run("ours", s, m, model) for s, m in zip(seeds, mious, strict=True)]
+        peer = [run("peer", s, m - 0.01) for s, m in zip(seeds, mious, strict=True)]
+        section = {"benchmark": "Super1", "ours": ours[0], "peer": peer[0]}
+        if len(seeds) > 1:
+            section["repeats"] = {"ours": ours[1:], "peer": peer[1:]}
+        return {"environment": {"command": "x"}, "sections": {"nasa": {"result": section, "seconds": 10.0}}}
+
+    joined = merge_results([results([0, 1], [0.88, 0.90]), results([2], [0.92])])["sections"]["nasa"]
+    assert [r["seed"] for r in joined["result"]["repeats"]["ours"]] == [1, 2]
+    assert [r["seed"] for r in joined["result"]["repeats"]["peer"]] == [1, 2]
+    assert seed_mean(joined["result"], "ours", "test", "mean_iou") == pytest.approx(
+        0.90
+    )  # (88 + 90 + 92) / 3
+    assert joined["seconds"] == 20.0
+    # a seed run twice, or another model: the later run replaces the earlier one
+    again = merge_results([results([0, 1], [0.88, 0.90]), results([1], [0.5])])["sections"]["nasa"]
+    assert again["result"]["ours"]["test"]["mean_iou"] == 0.5 and "repeats" not in again["result"]
+    other = merge_results([results([0], [0.88]), results([1], [0.7], model="unet")])["sections"]["nasa"]
+    assert other["result"]["ours"]["model"] == {"name": "unet"} and "repeats" not in other["result"]
+
+
 def test_super3_epochs_hold_as_many_crops_as_super1_epochs():
     """Super1: 10 training images x 8 crops (configs/nasa_super1.yaml) = 80 crops per epoch; Super3 has one
     image, so 80 crops of it, and early stopping's patience counts the same work on both."""
