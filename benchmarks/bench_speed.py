@@ -117,11 +117,6 @@ def matmul_rates(*, n: int = 1024, seconds: float = 2.0) -> dict[str, float]:
     return {k: flops / timed(fn, seconds=seconds) / 1e9 for k, (fn, flops) in matmul_fns(n).items()}
 
 
-def matmul_peak_gflops(*, n: int = 1024, seconds: float = 2.0) -> float:
-    """The machine's measured fp32 matrix-multiply peak (GFLOP/s): the best of :func:`matmul_rates`."""
-    return max(matmul_rates(n=n, seconds=seconds).values())
-
-
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs executed by ``fn`` (convolutions and matmuls, forward and backward) by PyTorch's counter."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -236,11 +231,6 @@ def speed_section(
         row[f"{phase}_gflop_per_img"] = n / batch / 1e9
         row[f"{phase}_pct_peak"] = 100 * row[f"{phase}_gflops"] / peak
     return {"matmul_rates": rates, "matmul_peak_gflops": peak, "models": rows}
-
-
-def bench_models(**kwargs: Any) -> list[dict[str, Any]]:
-    """The model rows of :func:`speed_section` (same keyword arguments)."""
-    return speed_section(**kwargs)["models"]
 
 
 def peer_ratios(
