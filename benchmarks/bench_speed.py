@@ -68,17 +68,20 @@ def _fastest_round(fn: Callable[[], Any], seconds: float) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def interleaved(fns: dict[Any, Callable[[], Any]], *, seconds: float, rounds: int = 5) -> dict[Any, float]:
+def interleaved(
+    fns: dict[Any, Callable[[], Any]], *, seconds: float, rounds: int = 5, warmup: int = 1
+) -> dict[Any, float]:
     """Seconds per call of each of ``fns``: the fastest of ``rounds`` rounds (each the mean over its calls,
     at least one, and ``seconds / rounds`` s), the rounds taken in turn (round 1 of every fn, then round 2,
-    ...) after one warm-up call each.
+    ...) after ``warmup`` calls each.
 
     In turn, so that every fn is sampled across the whole measurement and a slow spell of a shared machine
     does not fall on one of them alone; the fastest round, as :mod:`timeit` advises: the slower rounds
     measure the other processes, not the fn.
     """
     for fn in fns.values():
-        fn()
+        for _ in range(warmup):
+            fn()
     best = dict.fromkeys(fns, math.inf)
     for _ in range(rounds):
         for key, fn in fns.items():
@@ -88,9 +91,7 @@ def interleaved(fns: dict[Any, Callable[[], Any]], *, seconds: float, rounds: in
 
 def timed(fn: Callable[[], Any], *, seconds: float, warmup: int = 1, rounds: int = 5) -> float:
     """Seconds per call of ``fn`` alone: the fastest of ``rounds`` rounds (see :func:`interleaved`)."""
-    for _ in range(warmup):
-        fn()
-    return min(_fastest_round(fn, seconds / rounds) for _ in range(rounds))
+    return interleaved({"fn": fn}, seconds=seconds, rounds=rounds, warmup=warmup)["fn"]
 
 
 def matmul_fns(n: int = 1024) -> dict[str, tuple[Callable[[], Any], float]]:
@@ -196,11 +197,11 @@ def speed_section(
     (:func:`interleaved`): ``rounds`` rounds of ``seconds / rounds`` s each.
 
     Returns "matmul_rates" (GFLOP/s per GEMM back-end), "matmul_peak_gflops" (the better one: the
-    reference) and "models": one row per (model, memory format) on (batch, 1, side, side) float32 input:
-    images/s, GFLOP/s, GFLOP per image and % of that peak for "forward" (the Predictor's inference path)
-    and "train" (forward, backward and an AdamW step). All of them measured over the same minutes, the
-    ratios hold where a shared machine's speed drifts. ``builders``: name -> model (default
-    :func:`model_builders`), ``names`` a subset of them.
+    reference), "timing" (this method, in words) and "models": one row per (model, memory format) on
+    (batch, 1, side, side) float32 input with images/s, GFLOP/s, GFLOP per image and % of that peak for
+    "forward" (the Predictor's inference path) and "train" (forward, backward and an AdamW step). All of
+    them measured over the same minutes, the ratios hold where a shared machine's speed drifts.
+    ``builders``: name -> model (default :func:`model_builders`), ``names`` a subset of them.
     """
     fns: dict[Any, Callable[[], Any]] = {}
     flops: dict[Any, float] = {}
@@ -230,7 +231,11 @@ def speed_section(
         row[f"{phase}_gflops"] = n / t / 1e9
         row[f"{phase}_gflop_per_img"] = n / batch / 1e9
         row[f"{phase}_pct_peak"] = 100 * row[f"{phase}_gflops"] / peak
-    return {"matmul_rates": rates, "matmul_peak_gflops": peak, "models": rows}
+    timing = (
+        f"the fastest of {rounds} rounds of {seconds / rounds:g} s (at least one call each), the rounds of "
+        "all rows and of the peak taken in turn"
+    )
+    return {"matmul_rates": rates, "matmul_peak_gflops": peak, "timing": timing, "models": rows}
 
 
 def peer_ratios(

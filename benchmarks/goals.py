@@ -208,13 +208,19 @@ def seed_mean(section: Any, who: str, part: str, metric: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _seed_pairs(section: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(ours, peer) run of each seed, in seed order."""
+    return list(zip(seed_runs(section, "ours"), seed_runs(section, "peer"), strict=False))
+
+
 def seed_sd(section: Any, part: str, metric: str, *, who: str = "ours", scale: float = 1.0) -> float | None:
     """Sample sd over the seeds of ``metric`` on ``part`` for ``who``, or (who="diff") of ours − peer seed by
     seed; times ``scale``. None with fewer than 2 seeds."""
     if who == "diff":
-        pairs = zip(seed_runs(section, "ours"), seed_runs(section, "peer"), strict=False)
         values = [
-            o - p for r, q in pairs if None not in (o := _get(r, part, metric), p := _get(q, part, metric))
+            o - p
+            for r, q in _seed_pairs(section)
+            if None not in (o := _get(r, part, metric), p := _get(q, part, metric))
         ]
     else:
         values = [v for r in seed_runs(section, who) if (v := _get(r, part, metric)) is not None]
@@ -224,10 +230,9 @@ def seed_sd(section: Any, part: str, metric: str, *, who: str = "ours", scale: f
 def _peer_why(section: Any, part: str) -> str:
     """Why ours trails the peer on set ``part`` of a nasa or super3 section: ours − peer per seed (pp), the
     class with the largest deficit (mean over the seeds) and the epochs each got in the same budget."""
-    pairs = list(zip(seed_runs(section, "ours"), seed_runs(section, "peer"), strict=False))
     pairs = [
         (o, p)
-        for o, p in pairs
+        for o, p in _seed_pairs(section)
         if _get(o, part, "mean_iou") is not None and _get(p, part, "mean_iou") is not None
     ]
     if not pairs:

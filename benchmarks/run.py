@@ -84,10 +84,6 @@ def _speed(a: argparse.Namespace) -> dict[str, Any]:
         **section,
         "side": a.side,
         "batch": a.batch,
-        "timing": (
-            f"the fastest of 5 rounds of {a.seconds / 5:g} s (at least one call each), the rounds of all "
-            "rows and of the peak taken in turn"
-        ),
         "peer_ratios": s.peer_ratios(rows),
         "fold_speedup": s.fold_speedup(side=a.side, batch=a.batch),
     }
@@ -253,7 +249,8 @@ def _join_seeds(before: Any, later: dict[str, Any]) -> dict[str, Any] | None:
     replaces ``before``)."""
     from benchmarks.goals import seed_runs
 
-    def facts(section: Any) -> tuple[list[Any], list[Any], set[Any]] | None:
+    def facts(section: Any) -> tuple[list[Any], set[Any]] | None:
+        """(benchmark and the models and budgets of its runs, the seeds of ours) or None."""
         result = section.get("result") if isinstance(section, dict) else None
         if not isinstance(result, dict) or "ours" not in result or "peer" not in result:
             return None
@@ -262,10 +259,10 @@ def _join_seeds(before: Any, later: dict[str, Any]) -> dict[str, Any] | None:
             result.get("benchmark"),
             *sorted({json.dumps([r.get("model"), r.get("max_minutes")]) for r in runs}),
         ]
-        return kind, runs, {r.get("seed") for r in seed_runs(result, "ours")}
+        return kind, {r.get("seed") for r in seed_runs(result, "ours")}
 
     a, b = facts(before), facts(later)
-    if a is None or b is None or a[0] != b[0] or a[2] & b[2]:
+    if a is None or b is None or a[0] != b[0] or a[1] & b[1]:
         return None
     result, extra = before["result"], later["result"]
     repeats = {who: [*seed_runs(result, who)[1:], *seed_runs(extra, who)] for who in ("ours", "peer")}

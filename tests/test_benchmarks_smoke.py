@@ -37,6 +37,7 @@ def test_speed_section_rows_hold_the_hand_counted_flops_and_consistent_ratios():
     out = speed.speed_section(side=16, batch=2, seconds=0.0, rounds=1, builders={"tiny": _tiny_net})
     assert [(r["model"], r["channels_last"]) for r in out["models"]] == [("tiny", False), ("tiny", True)]
     assert out["matmul_peak_gflops"] == max(out["matmul_rates"].values()) > 0
+    assert out["timing"].startswith("the fastest of 1 rounds of 0 s")  # rounds=1, seconds=0
     first, second = 2 * 16 * 16 * 4 * 9, 2 * 16 * 16 * 2 * 4 * 9  # hand count per image
     for row in out["models"]:
         assert 2.0 <= row["train_gflop_per_img"] / row["forward_gflop_per_img"] <= 3.0
