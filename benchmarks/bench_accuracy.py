@@ -17,7 +17,9 @@ error per image (percentage points) and, per non-matrix class, the two-sample KS
 equivalent-diameter distributions of objects in predicted and true masks (scipy ``ks_2samp``). Every
 set is scored twice: plain (key ``test``, ``ood``) and with test-time augmentation, the mean probability
 over the 8 flips/rotations (key ``test_tta``, ``ood_tta``; ``microcnn predict --tta`` /
-``microcnn evaluate --tta``).
+``microcnn evaluate --tta``). The NASA sets also get a scale sweep (key ``test_scales``, ``ood_scales``):
+joint and mean IoU with every image resampled by 0.5-2x before prediction (:func:`scale_sweep`), which
+shows whether a set's features have the size in px that the model learnt.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from benchmarks.training import BudgetedRun, register_peer, train_budgeted
 
 DATA = Path("../shared/data")
 NASA_CONFIG, UHCS_CONFIG = "configs/nasa_super1.yaml", "configs/bench/uhcs.yaml"
+NASA_SCALE_SETS = ("test", "ood")  # the sets of the nasa / super3 sections given a scale sweep
 
 
 def nasa_split(root: Path, column: str) -> dict[str, list[str]]:
@@ -69,6 +72,13 @@ def confusion(pred: np.ndarray, true: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(true[keep].astype(np.int64) * k + pred[keep], minlength=k * k).reshape(k, k)
 
 
+def _iou_and_accuracy(cm: np.ndarray) -> tuple[np.ndarray, float]:
+    """(per-class IoU, NaN for a class absent from both masks; pixel accuracy) of a confusion matrix."""
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - tp
+    return np.where(union > 0, tp / np.maximum(union, 1), np.nan), float(tp.sum() / cm.sum())
+
+
 def _ks(pred_sizes: list[np.ndarray], true_sizes: list[np.ndarray]) -> float:
     from scipy.stats import ks_2samp
 
@@ -87,11 +97,7 @@ def score_masks(
     from microcnn.analysis import measure_objects
 
     k = len(class_names)
-    cm = sum(confusion(p, t, k) for p, t in zip(preds, truths))
-    tp = np.diag(cm).astype(float)
-    union = cm.sum(0) + cm.sum(1) - tp
-    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-    acc = tp.sum() / cm.sum()
+    iou, acc = _iou_and_accuracy(sum(confusion(p, t, k) for p, t in zip(preds, truths)))
     frac_err = [
         [100 * abs((p == c).mean() - (t == c).mean()) for c in range(k)] for p, t in zip(preds, truths)
     ]
@@ -118,8 +124,15 @@ def score_masks(
     }
 
 
-def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], class_names: list[str]):
-    """Training facts of ``run`` and its scores on each named set of (micrograph, mask) pairs."""
+def score_run(
+    run: BudgetedRun,
+    sets: dict[str, list[tuple[Any, np.ndarray]]],
+    class_names: list[str],
+    *,
+    scales: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Training facts of ``run`` and its scores on each named set of (micrograph, mask) pairs (and the scale
+    sweep of the sets named in ``scales``, see :func:`score_weights`)."""
     out: dict[str, Any] = {
         "train_seconds": run.seconds,
         "epochs_cap": run.epochs_cap,
@@ -132,14 +145,19 @@ def score_run(run: BudgetedRun, sets: dict[str, list[tuple[Any, np.ndarray]]], c
     if run.weights is None:
         out["error"] = "no model.safetensors was written (budget shorter than one epoch)"
         return out
-    return {**out, **score_weights(run.weights, sets, class_names)}
+    return {**out, **score_weights(run.weights, sets, class_names, scales=scales)}
 
 
 def score_weights(
-    weights: Path, sets: dict[str, list[tuple[Any, np.ndarray]]], class_names: list[str]
+    weights: Path,
+    sets: dict[str, list[tuple[Any, np.ndarray]]],
+    class_names: list[str],
+    *,
+    scales: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """{set: scores, set_tta: scores with test-time augmentation} of the model in ``weights``: class-index
-    masks of ``microcnn.inference.Predictor`` on the CPU, loaded once per mode (plain, D4 mean)."""
+    masks of ``microcnn.inference.Predictor`` on the CPU, loaded once per mode (plain, D4 mean); for each
+    set named in ``scales`` also ``set_scales``, its :func:`scale_sweep`."""
     from microcnn.inference.predictor import Predictor
 
     out = {}
@@ -153,6 +171,39 @@ def score_weights(
                 class_names=class_names,
                 pixel_sizes=[m.pixel_size_um for m, _ in pairs],
             )
+    for name in scales:
+        out[f"{name}_scales"] = scale_sweep(weights, sets[name], class_names)
+    return out
+
+
+# Resampling factors of the scale sweep: a factor of 2 either way covers the magnification steps of an SEM.
+SCALE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def scale_sweep(
+    weights: Path,
+    pairs: list[tuple[Any, np.ndarray]],
+    class_names: list[str],
+    factors: tuple[float, ...] = SCALE_FACTORS,
+) -> dict[str, list[float]]:
+    """Joint and mean IoU of the set ``pairs`` with every image resampled by each factor f before prediction
+    and the class probabilities resampled back to its own grid: ``Predictor(rescale=True)`` (bilinear,
+    anti-aliased when shrinking), told that the image's pixel is f training pixels. A set imaged at the
+    training scale scores best at f = 1; a set whose features are larger in px than the training images'
+    scores best at f < 1. Plain prediction (no TTA)."""
+    from dataclasses import replace
+
+    from microcnn.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(weights, device="cpu", rescale=True)
+    predictor.metadata["pixel_size_um"] = 1.0  # the unit of f: the images' own pixel size is not needed
+    k = len(class_names)
+    out: dict[str, list[float]] = {"factors": [float(f) for f in factors], "joint_iou": [], "mean_iou": []}
+    for f in factors:
+        cm = sum(confusion(predictor.predict(replace(m, pixel_size_um=f)).mask, t, k) for m, t in pairs)
+        iou, acc = _iou_and_accuracy(cm)
+        out["joint_iou"].append(acc / (2 - acc))
+        out["mean_iou"].append(float(np.nanmean(iou)))
     return out
 
 
@@ -166,9 +217,11 @@ def _ours_and_peer(
     tag: str,
     overrides: list[str] | None = None,
     seeds: list[int] | None = None,
+    scales: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Ours and the peer trained and scored alike. With ``seeds`` each is trained once per seed (run folders
-    ``<tag>-<who>-seed<s>``): "ours" and "peer" hold the first seed's runs, "repeats" the others'."""
+    """Ours and the peer trained and scored alike (``scales``: the sets given a scale sweep). With ``seeds``
+    each is trained once per seed (run folders ``<tag>-<who>-seed<s>``): "ours" and "peer" hold the first
+    seed's runs, "repeats" the others'."""
     from microcnn.config import load_config
 
     peer = register_peer()
@@ -181,7 +234,8 @@ def _ours_and_peer(
             run_cfg = load_config(cfg, overrides=extra + ([] if seed is None else [f"seed={seed}"]))
             folder = out_dir / (f"{tag}-{who}" if seed is None else f"{tag}-{who}-seed{seed}")
             run = train_budgeted(run_cfg, run_dir=folder, minutes=minutes, split=split)
-            result[who] = {"model": dict(run_cfg.model), "seed": run_cfg.seed, **score_run(run, sets, names)}
+            scores = score_run(run, sets, names, scales=scales)
+            result[who] = {"model": dict(run_cfg.model), "seed": run_cfg.seed, **scores}
         runs.append(result)
     if len(runs) == 1:
         return runs[0]
@@ -215,6 +269,7 @@ def bench_nasa(
         tag=benchmark.lower(),
         overrides=over,
         seeds=seeds,
+        scales=NASA_SCALE_SETS,
     )
     return {"benchmark": benchmark, "split": {**split, "test": roles["test"], "ood": ood}, **result}
 
@@ -373,15 +428,17 @@ def bench_synthetic(*, n: int, out_dir: Path, models_dir: Path = Path("data/mode
     return out
 
 
-SCORED_SETS = ("test", "ood", "test_tta", "ood_tta")
+SCORED_SETS = ("test", "ood", "test_tta", "ood_tta", "test_scales", "ood_scales")
 
 
-def _rescored(run: dict[str, Any], sets: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+def _rescored(
+    run: dict[str, Any], sets: dict[str, Any], class_names: list[str], scales: tuple[str, ...] = ()
+) -> dict[str, Any]:
     kept = {k: v for k, v in run.items() if k not in SCORED_SETS}
     weights = Path(run.get("run_dir", "")) / "model.safetensors"
     if not weights.is_file():
         return {**kept, "error": f"{weights} not found: the model of the earlier run cannot be re-scored"}
-    return {**kept, **score_weights(weights, sets, class_names), "rescored": True}
+    return {**kept, **score_weights(weights, sets, class_names, scales=scales), "rescored": True}
 
 
 def rescore(name: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -397,10 +454,11 @@ def rescore(name: str, result: dict[str, Any]) -> dict[str, Any]:
         sets = {part: [load_pair(root, s) for s in result["split"][part]] for part in ("test", "ood")}
         names = list(load_config(NASA_CONFIG).data.class_names)
         for who in ("ours", "peer"):
-            out[who] = _rescored(result[who], sets, names)
+            out[who] = _rescored(result[who], sets, names, NASA_SCALE_SETS)
         if "repeats" in result:
             out["repeats"] = {
-                who: [_rescored(r, sets, names) for r in runs] for who, runs in result["repeats"].items()
+                who: [_rescored(r, sets, names, NASA_SCALE_SETS) for r in runs]
+                for who, runs in result["repeats"].items()
             }
         return out
     if name != "uhcs":

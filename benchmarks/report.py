@@ -294,10 +294,41 @@ def nasa_lines(results: dict[str, Any], name: str = "nasa") -> list[str]:
     from benchmarks.goals import seed_runs  # goals imports this module
 
     if "repeats" not in n:
-        return lines + [_train_facts(w, n[w]) for w in ("ours", "peer")] + [""]
+        return lines + [_train_facts(w, n[w]) for w in ("ours", "peer")] + [""] + scale_lines(n)
     lines += seed_lines(n)
-    return lines + [
-        _train_facts(f"{w} seed {r.get('seed')}", r) for w in ("ours", "peer") for r in seed_runs(n, w)
+    return [
+        *lines,
+        *(_train_facts(f"{w} seed {r.get('seed')}", r) for w in ("ours", "peer") for r in seed_runs(n, w)),
+        "",
+        *scale_lines(n),
+    ]
+
+
+def scale_lines(section: dict[str, Any]) -> list[str]:
+    """Joint IoU against the resampling factor of the scale sweep: ours and the peer on the test and the
+    out-of-distribution images, mean over the seed runs; [] for results without a sweep."""
+    from benchmarks.goals import scale_means, seed_runs
+
+    columns = [
+        (f"{who} {label}", means)
+        for who in ("ours", "peer")
+        for part, label in (("test", "test"), ("ood", "OOD"))
+        if (means := scale_means(section, who, part)) is not None
+    ]
+    if not columns:
+        return []
+    factors = columns[0][1][0]
+    rows = [[f"{f:g}×", *(_f(m[1][i], 3) for _, m in columns)] for i, f in enumerate(factors)]
+    n = len(seed_runs(section, "ours"))
+    return [
+        "Scale sweep: joint IoU with every image resampled by the factor before prediction and the class "
+        "probabilities resampled back (`Predictor(rescale=True)`, plain prediction), "
+        + (f"mean of {n} seeds. " if n > 1 else "")
+        + "Images at the training scale score best at 1×; a peak below 1× means the model reads a set "
+        "better with its features made smaller in px.",
+        "",
+        *_table(["resampled by", *(c for c, _ in columns)], rows),
+        "",
     ]
 
 

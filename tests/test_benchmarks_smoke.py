@@ -198,6 +198,69 @@ def test_fraction_error_and_size_ks_by_hand():
     assert same["size_ks"]["p"]["ks"] == 0.0 and same["joint_iou"] == 1.0
 
 
+class _Bright(nn.Module):
+    """Class 1 where the standardised image is above its mean: a threshold, so it has no scale of its own."""
+
+    in_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([-x, x], dim=1)
+
+
+def _sweep(monkeypatch, pixels: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
+    from microcnn.inference.predictor import Predictor
+    from microcnn.io.micrograph import Micrograph
+
+    meta = {"task": "segmentation", "class_names": ["dark", "bright"], "model": {"name": "bright"}}
+    monkeypatch.setattr(
+        Predictor, "from_checkpoint", classmethod(lambda cls, w, **kw: cls([_Bright()], meta, **kw))
+    )
+    return acc.scale_sweep(Path("unused"), [(Micrograph(pixels), truth)], ["dark", "bright"])
+
+
+def test_scale_sweep_resamples_and_maps_back_and_fine_features_do_not_survive_shrinking(monkeypatch):
+    """A threshold model segments two 16-px squares exactly at 1x; resampled 0.5x or 2x and back, only pixels
+    on the squares' edges can change (a ring 1 px either side: 2 x 2 x 4 x 16 = 256 of 4096 px). Single-pixel
+    dots every 4 px do not survive 2x shrinking (below the sampling limit): their IoU drops at 0.5x."""
+    blocks = np.full((64, 64), 0.2, np.float32)
+    blocks[8:24, 8:24] = blocks[40:56, 24:40] = 0.8
+    out = _sweep(monkeypatch, blocks, (blocks > 0.5).astype(np.uint8))
+    assert out["factors"] == [0.5, 0.75, 1.0, 1.5, 2.0]
+    at = dict(zip(out["factors"], out["joint_iou"]))
+    assert at[1.0] == 1.0 and dict(zip(out["factors"], out["mean_iou"]))[1.0] == 1.0
+    accuracy_floor = 1 - 256 / 4096
+    assert min(out["joint_iou"]) >= accuracy_floor / (2 - accuracy_floor)  # joint IoU = a / (2 - a)
+    dots = np.full((64, 64), 0.2, np.float32)
+    dots[::4, ::4] = 0.8
+    fine = dict(
+        zip(*(_sweep(monkeypatch, dots, (dots > 0.5).astype(np.uint8))[k] for k in ("factors", "mean_iou")))
+    )
+    assert fine[1.0] == 1.0 and fine[0.5] < 0.8
+
+
+def test_the_ood_goal_names_the_scale_where_the_model_reads_best():
+    from benchmarks.goals import _scale_why
+    from benchmarks.report import scale_lines
+
+    def run(joint):
+        return {"ood_scales": {"factors": [0.5, 0.75, 1.0, 1.5, 2.0], "joint_iou": joint}}
+
+    two = {
+        "ours": run([0.70, 0.78, 0.74, 0.60, 0.50]),
+        "repeats": {"ours": [run([0.72, 0.80, 0.76, 0.6, 0.5])]},
+    }
+    text = _scale_why(two, "ood")
+    # mean over the 2 seeds: 0.79 at 0.75x against 0.75 at 1x
+    assert "resampled by 0.75× before prediction these images score 0.790 joint IoU, against 0.750" in text
+    assert "made smaller in px" in text
+    assert (
+        _scale_why({"ours": run([0.70, 0.74, 0.745, 0.6, 0.5])}, "ood") == ""
+    )  # 1x within 0.005 of the best
+    assert _scale_why({"ours": run([0.70, 0.72, 0.70, 0.74, 0.5])}, "ood").count("made larger in px") == 1
+    assert _scale_why({"ours": {}}, "ood") == ""  # results without a sweep
+    assert "| 0.75× | 0.790 |" in "\n".join(scale_lines(two)) and scale_lines({"ours": {}}) == []
+
+
 def test_multi_otsu_levels_map_to_the_majority_true_class(rng):
     from microcnn.io.micrograph import Micrograph
 
@@ -399,7 +462,7 @@ def test_rescore_scores_each_saved_model_again_and_keeps_its_training_facts(tmp_
     images), old scores are replaced, training facts kept; a model that is gone is named, not skipped."""
     calls = []
 
-    def fake_score(weights, sets, names):
+    def fake_score(weights, sets, names, scales=()):
         calls.append((weights, {k: len(v) for k, v in sets.items()}))
         return {"test": {"mean_iou": 0.5}, "test_tta": {"mean_iou": 0.6}}
 
@@ -444,7 +507,7 @@ def test_seeds_train_each_model_once_per_seed_and_goals_use_the_mean(tmp_path, m
         trained.append((run_dir.name, cfg.seed, cfg.model["name"]))
         return training.BudgetedRun(run_dir, run_dir / "model.safetensors", 9, 9, 1.0, "max_minutes")
 
-    def fake_score(run, sets, names):
+    def fake_score(run, sets, names, scales=()):
         who = "peer" if run.run_dir.name.split("-")[1] == "peer" else "ours"
         scores = {"mean_iou": miou[who, int(run.run_dir.name[-1])], "pixel_accuracy": 0.97, "iou": {}}
         return {"train_seconds": 1.0, "test": scores}
