@@ -133,7 +133,7 @@ def show_results(outcome: dict[str, Any]) -> None:
     left, right = st.columns(2)
     left.download_button(
         "results.h5",
-        Path(outcome["output"]).read_bytes(),
+        Path(outcome["output"]).read_bytes,  # read on the click, not on every rerun (archives grow to GBs)
         "results.h5",
         "application/x-hdf5",
         key="batch.dl_h5",

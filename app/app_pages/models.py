@@ -85,7 +85,7 @@ with views.friendly_errors("Reading the model card"):
         show_card(metadata)
     st.download_button(
         "Download weights (.safetensors)",
-        data=path.read_bytes(),
+        data=path.read_bytes,  # read on the click, not on every rerun (weights run to 100s of MB)
         file_name=path.name,
         mime="application/octet-stream",
         key="models.download",

@@ -6,6 +6,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -44,12 +45,23 @@ def new_session(project: Path) -> Callable[[str], AppTest]:
 def media(monkeypatch: pytest.MonkeyPatch) -> Callable[[AppTest, str], bytes]:
     """media(at, key) -> the bytes that the download button ``key`` serves (recorded as the app stores them).
 
-    AppTest keeps media files in a throw-away in-memory store per run; this records what goes in, by id.
+    AppTest keeps media files in a throw-away in-memory store per run; this records what goes in, by id. A
+    button whose data is a callable (served on click, ``deferred_file_id``) serves what the callable returns,
+    converted as Streamlit converts it on the click (``convert_data_to_bytes_and_infer_mime``).
     """
+    from streamlit.runtime.download_data_util import convert_data_to_bytes_and_infer_mime
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     stored: dict[str, bytes] = {}
+    deferred: dict[str, Callable[[], Any]] = {}
     original = MemoryMediaFileStorage.load_and_get_id
+    original_deferred = MediaFileManager.add_deferred
+
+    def record_deferred(self, data_callable, *args, **kwargs):  # type: ignore[no-untyped-def]
+        file_id = original_deferred(self, data_callable, *args, **kwargs)
+        deferred[file_id] = data_callable
+        return file_id
 
     def record(self, path_or_data, mimetype, kind, filename=None):  # type: ignore[no-untyped-def]
         file_id = original(self, path_or_data, mimetype, kind, filename)
@@ -58,9 +70,13 @@ def media(monkeypatch: pytest.MonkeyPatch) -> Callable[[AppTest, str], bytes]:
         return file_id
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
 
     def served(at: AppTest, key: str) -> bytes:
         (button,) = [b for b in at.get("download_button") if b.key == key]
+        if button.proto.deferred_file_id:
+            data = deferred[button.proto.deferred_file_id]()
+            return convert_data_to_bytes_and_infer_mime(data, unsupported_error=TypeError(type(data)))[0]
         return stored[Path(button.proto.url).stem]
 
     return served

@@ -65,7 +65,9 @@ def check_fractions(at, model: torch.nn.Module, pictures: list[np.ndarray], ids:
         np.testing.assert_allclose(got, expected_fractions(model, image), atol=1e-12)
 
 
-def test_uploaded_archive_gives_table_plots_and_downloads(project: Path, new_session, tmp_path: Path) -> None:
+def test_uploaded_archive_gives_table_plots_and_downloads(
+    project: Path, new_session, media, tmp_path: Path
+) -> None:
     model = save_model(project, "seg", SPEC, {"task": "segmentation", "class_names": SEG_CLASSES}, seed=3)
     pictures = images()
     at = open_batch(new_session, "Upload an HDF5 archive")
@@ -93,6 +95,7 @@ def test_uploaded_archive_gives_table_plots_and_downloads(project: Path, new_ses
     # one scratch folder per session: the next job removes the last one's, a dropped session its own
     first = at.session_state["batch.scratch"].path
     assert (first / "results.h5").is_file()
+    assert media(at, "batch.dl_h5") == (first / "results.h5").read_bytes()  # the archive, byte for byte
     at.button(key="batch.run").click().run()
     second = at.session_state["batch.scratch"].path
     assert second.is_dir() and second != first and not first.exists()

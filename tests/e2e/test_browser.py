@@ -4,6 +4,7 @@ run a small training on Train (background process, live state, finished model)."
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -99,3 +100,14 @@ def test_small_training_on_train_page(page, app_url: str, artifacts: Path) -> No
     expect(page.get_by_role("combobox", name="Model")).to_have_value(
         re.compile(r"^runs/run-.*/model\.safetensors$")
     )
+    # the weights are read when the button is clicked (a deferred download), and arrive whole
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download weights (.safetensors)").click()
+    download = download_info.value
+    assert download.suggested_filename == "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(download.path(), "pt") as weights:  # read by the safetensors library, not by microcnn
+        card = json.loads(weights.metadata()["microcnn"])
+        assert card["task"] == "classification" and card["model"]["name"] == "lenet5"
+        assert len(list(weights.keys())) > 0
