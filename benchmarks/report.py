@@ -299,8 +299,8 @@ def nasa_lines(results: dict[str, Any], name: str = "nasa") -> list[str]:
     return [
         *lines,
         *(_train_facts(f"{w} seed {r.get('seed')}", r) for w in ("ours", "peer") for r in seed_runs(n, w)),
-        "",
-        *scale_lines(n),
+        *([""] if (scales := scale_lines(n)) else []),
+        *scales,
     ]
 
 
