@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: demo test test-all lint bench models browser clean
+.PHONY: demo test test-all lint bench bench-report models browser clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m benchmarks.run
+
+# docs/benchmarks.md from the raw results kept in benchmarks/results/ (file names sort in run order).
+bench-report: $(VENV)/.installed-dev
+	$(PY) -m benchmarks.run --from-results $(sort $(wildcard benchmarks/results/*.json))
 
 # Default models in data/models (configs/models/): retrained from scratch (seeded) and re-exported with their
 # cards. The NASA model needs ../shared/data/nasa_super and is skipped with a message where it is absent.

@@ -205,15 +205,26 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     dates = sorted(p["environment"]["date"] for p in parts if p["environment"].get("date"))
     if dates and dates[0] != dates[-1]:
         merged["environment"]["date"] = f"{dates[0]} to {dates[-1]} ({len(parts)} runs)"
-    for part in parts:
+    if len(parts) > 1:  # which run (command, date, machine) each section comes from: machines differ
+        merged["environment"]["runs"] = [
+            {k: p["environment"].get(k) for k in ("command", "date", "machine")} for p in parts
+        ]
+        machines = list(dict.fromkeys(str(p["environment"].get("machine")) for p in parts))
+        merged["environment"]["machine"] = " | ".join(machines)
+    for k, part in enumerate(parts, 1):
         for name, section in part["sections"].items():
             before = merged["sections"].get(name)
+            section = {**section, "run": str(k)} if len(parts) > 1 else section
             if name == "uhcs" and _has_folds(before) and _has_folds(section):
                 folds = {**before["result"]["folds"], **section["result"]["folds"]}
                 section = {**section, "result": {**section["result"], "folds": folds},
                            "seconds": before["seconds"] + section["seconds"]}  # fmt: skip
             elif name in ("nasa", "super3") and (joined := _join_seeds(before, section)) is not None:
                 section = joined
+            else:
+                before = None
+            if before is not None and "run" in before:
+                section["run"] = f"{before['run']}+{k}"
             merged["sections"][name] = section
     return merged
 

@@ -304,6 +304,43 @@ def test_shared_splits_match_source_md(uhcs_dir, nasa_dir):
     assert len(acc.nasa_split(nasa_dir, "Super2")["different_test"]) == 5
 
 
+KEPT = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+@pytest.mark.skipif(not list(KEPT.glob("*.json")), reason="no raw results kept in benchmarks/results yet")
+def test_kept_results_merge_and_render(tmp_path):
+    """The raw results kept with the repository parse, name no absolute path of the machine that ran them,
+    hold no failed section, and merge in name order and render (as `make bench-report` does)."""
+    import json
+
+    from benchmarks.run import merge_results
+
+    files = sorted(KEPT.glob("*.json"))
+    parts = [json.loads(f.read_text()) for f in files]
+    for f, part in zip(files, parts):
+        assert set(part) >= {"environment", "sections"}, f.name
+        absolute = [s for s in _strings(part) if s.startswith("/") or s[1:3] == ":\\"]
+        assert not absolute, f"{f.name} holds absolute paths: {absolute[:3]}"
+    merged = merge_results(parts)
+    assert merged["environment"]["command"].count(" ; then ") == len(parts) - 1
+    write_report(merged, tmp_path / "b.md")
+    assert (tmp_path / "b.md").read_text().startswith("# Benchmarks")
+    failed = {n: s["result"]["error"] for n, s in merged["sections"].items() if "error" in s["result"]}
+    assert not failed, f"kept sections that failed: {failed}"
+
+
 def test_goals_verdicts_and_gaps():
     assert Goal("g", 0.90, 0.95).met is False and "0.050" in Goal("g", 0.90, 0.95).row()[3]
     assert Goal("m", 1.05, 1.10, lower=True).met is True
@@ -360,12 +397,48 @@ def test_merging_runs_joins_uhcs_folds_and_replaces_other_sections():
     merged = merge_results([first, second])
     uhcs = merged["sections"]["uhcs"]
     assert sorted(uhcs["result"]["folds"]) == ["0", "1", "2"] and uhcs["result"]["folds"]["1"] == {}
-    assert uhcs["seconds"] == 15.0 and merged["sections"]["io"] == {"x": 2}
+    assert uhcs["seconds"] == 15.0 and merged["sections"]["io"] == {"x": 2, "run": "2"}
     assert merged["environment"]["command"] == "a ; then b"
     first["environment"]["date"] = "2026-12-01 14:00 UTC"
     second["environment"]["date"] = "2026-12-01 07:45 UTC"
     dated = merge_results([first, second])["environment"]["date"]
     assert dated == "2026-12-01 07:45 UTC to 2026-12-01 14:00 UTC (2 runs)"
+    # each section names the run(s) it comes from, and the machines of all runs are named
+    first["environment"]["machine"], second["environment"]["machine"] = "cpu A", "cpu B"
+    third = run("c", {"io": {"x": 3}, "speed": {"y": 1}})
+    third["environment"]["machine"] = "cpu A"
+    merged = merge_results([first, second, third])
+    assert merged["sections"]["uhcs"]["run"] == "1+2" and merged["sections"]["io"]["run"] == "3"
+    assert merged["environment"]["machine"] == "cpu A | cpu B"
+    assert [r["machine"] for r in merged["environment"]["runs"]] == ["cpu A", "cpu B", "cpu A"]
+    assert "run" not in merge_results([first])["sections"]["io"]  # one run: nothing to tell apart
+
+
+def test_report_of_merged_runs_lists_each_run_and_the_run_of_each_section(tmp_path):
+    from benchmarks.run import merge_results
+
+    def run(command: str, machine: str) -> dict:
+        env = {
+            "command": command,
+            "date": f"{command} date",
+            "machine": machine,
+            "torch_threads": 2,
+            "cuda": "no GPU in this run",
+            "versions": {"torch": "x"},
+        }
+        gpu = {
+            "result": {"skipped": "no GPU in this run"},
+            "seconds": 0.0,
+            "load_before": [1, 1, 1],
+            "load_after": [1, 1, 1],
+        }
+        return {"environment": env, "sections": {"gpu": gpu}}  # fmt: skip
+
+    path = tmp_path / "b.md"
+    write_report(merge_results([run("python a", "cpu A"), run("python b", "cpu B")]), path)
+    text = path.read_text()
+    assert "- Run 1: `python a` (python a date; cpu A)" in text and "- Run 2: `python b`" in text
+    assert "| section | run | seconds |" in text and "| gpu | 2 | 0 |" in text
 
 
 def test_merging_runs_joins_new_seeds_of_the_same_models_and_replaces_otherwise():
