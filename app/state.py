@@ -30,6 +30,31 @@ def project_dir() -> Path:
     return Path(os.environ.get("MICROCNN_PROJECT_DIR", os.getcwd())).resolve()
 
 
+def server_roots() -> list[Path]:
+    """Folders whose files the Batch and Train pages may read by path: $MICROCNN_SERVER_DATA, a list
+    separated by os.pathsep; empty (unset) = any path this server process can read, as for one user on
+    their own machine. Set it when the app is shared, so that a visitor cannot read the server's other
+    files by typing their path."""
+    text = os.environ.get("MICROCNN_SERVER_DATA", "")
+    return [Path(p).expanduser().resolve() for p in text.split(os.pathsep) if p.strip()]
+
+
+def server_path(text: str) -> tuple[Path | None, str]:
+    """(resolved path, "") for a path typed on a page, or (None, message) when it lies outside
+    :func:`server_roots` (symbolic links and ``..`` resolved first) or does not exist."""
+    path = Path(text.strip()).expanduser().resolve()
+    roots = server_roots()
+    if roots and not any(path.is_relative_to(root) for root in roots):
+        shared = ", ".join(f"'{r}'" for r in roots)
+        return None, (
+            f"'{text}' is outside the folders this server shares ({shared}, set by MICROCNN_SERVER_DATA). "
+            "Put the data in one of them, or upload it."
+        )
+    if not path.exists():
+        return None, f"'{text}' does not exist on the server; check the path."
+    return path, ""
+
+
 @dataclass(frozen=True)
 class Keys:
     """Session-state keys. Values are per browser session, never shared."""

@@ -66,7 +66,10 @@ def server_source(text: str) -> dict[str, Any] | None:
     """A path on the server: a folder of images or an .h5 archive; a message when it is neither."""
     if not text:
         return None
-    path = Path(text).expanduser()
+    path, problem = state.server_path(text)
+    if path is None:
+        st.error(f"{problem} Give an .h5 archive or a folder of images.")
+        return None
     if path.is_dir():
         count = len(batch_view.image_files(path))
         kinds = ", ".join(batch_view.IMAGE_SUFFIXES)
@@ -75,9 +78,6 @@ def server_source(text: str) -> dict[str, Any] | None:
             return None
         st.caption(f"Folder with {count} image file(s) ({kinds}, any depth); packed into an archive first.")
         return {"kind": "folder", "path": path}
-    if not path.is_file():
-        st.error(f"'{text}' does not exist on the server (give an .h5 archive or a folder of images).")
-        return None
     return {"kind": "path", "path": path}
 
 

@@ -47,11 +47,11 @@ def data_section(task: str) -> dict[str, Any] | None:
         )
         if not text:
             return None
-        path = Path(text).expanduser()
-        if not path.exists():
-            st.error(f"'{text}' does not exist on the server; check the path.")
+        path, problem = state.server_path(text)
+        if path is None:
+            st.error(problem)
             return None
-        return {"source": str(path.resolve())}
+        return {"source": str(path)}
     upload = st.file_uploader(
         f"Zip of the dataset folder (up to {state.MAX_UPLOAD_MB} MB)", type=["zip"], key="train.zip"
     )
