@@ -441,7 +441,25 @@ def synthetic_lines(results: dict[str, Any]) -> list[str]:
             f"- `{name}` on {m['n']} fresh images{trained}: " + ", ".join(f"{k} {_f(m[k], 3)}" for k in keys),
             "  (" + "; ".join(f"`{c}`" for c in r["commands"]) + ")",
         ]
+        lines += per_kind_lines(name, r.get("per_kind"))
     return [*lines, ""]
+
+
+def per_kind_lines(name: str, kinds: dict[str, Any] | None) -> list[str]:
+    """The segmenter's mean IoU per morphology next to Otsu (levels mapped by that morphology's masks)."""
+    if not kinds:
+        return []
+    rows = [[k, v["n"], _f(v["mean_iou"], 3), _f(v["otsu_mean_iou"], 3),
+             "**below Otsu**" if v["mean_iou"] < v["otsu_mean_iou"] else ""]
+            for k, v in kinds.items()]  # fmt: skip
+    return [
+        "",
+        f"`{name}` per morphology (mean IoU pooled over its images; Otsu: 2 levels, mapped to the classes "
+        "by that morphology's true masks, i.e. knowing which phase images dark):",
+        "",
+        *_table(["morphology", "images", "mean IoU", "Otsu mean IoU", ""], rows),
+        "",
+    ]
 
 
 def profile_lines(results: dict[str, Any]) -> list[str]:

@@ -238,6 +238,42 @@ def test_scale_sweep_resamples_and_maps_back_and_fine_features_do_not_survive_sh
     assert fine[1.0] == 1.0 and fine[0.5] < 0.8
 
 
+def test_per_kind_finds_the_morphology_whose_phase_polarity_the_model_gets_backwards(monkeypatch, tmp_path):
+    """Two morphologies, 2 images each: second phase bright ("islands") and second phase dark ("pores").
+    A model that calls bright pixels class 1 is exact on islands (mean IoU 1) and exactly inverted on pores
+    (IoU 0 for both classes); Otsu with the levels mapped by each morphology's masks is exact on both."""
+    from PIL import Image
+
+    from benchmarks.report import per_kind_lines
+    from microcnn.inference.predictor import Predictor
+
+    meta = {"task": "segmentation", "class_names": ["matrix", "second"], "model": {"name": "bright"}}
+    monkeypatch.setattr(
+        Predictor, "from_checkpoint", classmethod(lambda cls, w, **kw: cls([_Bright()], meta, **kw))
+    )
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rows = ["file,sample_id,kind"]
+    for i, kind in enumerate(["islands", "islands", "pores", "pores"]):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4 + i : 20 + i, 6:22] = 1
+        bright = mask if kind == "islands" else 1 - mask
+        Image.fromarray((40 + 160 * bright).astype(np.uint8)).save(tmp_path / "images" / f"s{i}.png")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"s{i}.png")
+        rows.append(f"images/s{i}.png,s{i},{kind}")
+    (tmp_path / "samples.csv").write_text("\n".join(rows) + "\n")
+    out = acc.per_kind(Path("unused"), tmp_path)
+    assert out == {
+        "islands": {"n": 2, "mean_iou": 1.0, "otsu_mean_iou": 1.0},
+        "pores": {"n": 2, "mean_iou": 0.0, "otsu_mean_iou": 1.0},
+    }
+    text = "\n".join(per_kind_lines("seg", out))
+    assert (
+        "| pores | 2 | 0.000 | 1.000 | **below Otsu** |" in text
+        and "| islands | 2 | 1.000 | 1.000 |  |" in text
+    )
+
+
 def test_the_ood_goal_names_the_scale_where_the_model_reads_best():
     from benchmarks.goals import _scale_why
     from benchmarks.report import scale_lines
