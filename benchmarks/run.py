@@ -231,14 +231,17 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def rescore_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The trained-model sections of earlier runs (merged as :func:`merge_results` does), every model
-    re-scored now (:func:`benchmarks.bench_accuracy.rescore`); this run's environment (its command names the
-    files), the earlier runs' budget. Each section keeps the seconds of its training run and records those
-    of the re-scoring."""
+    re-scored now (:func:`benchmarks.bench_accuracy.rescore`); this run's environment, the earlier runs'
+    budget. The command names the files and then the commands that trained the models, so that their
+    ``--set`` overrides reach the report's reproduce lines. Each section keeps the seconds of its training
+    run and records those of the re-scoring."""
     from benchmarks.bench_accuracy import rescore
 
     merged = merge_results(parts)
+    env = environment()
+    env["command"] += f" # re-scoring the models trained by: {merged['environment']['command']}"
     results: dict[str, Any] = {
-        "environment": {**environment(), "budget_minutes": parts[0]["environment"].get("budget_minutes")},
+        "environment": {**env, "budget_minutes": parts[0]["environment"].get("budget_minutes")},
         "sections": {},
     }
     for name, section in merged["sections"].items():

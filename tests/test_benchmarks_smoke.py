@@ -592,6 +592,20 @@ def test_rescore_scores_each_saved_model_again_and_keeps_its_training_facts(tmp_
     assert "test" not in out["peer"] and "gone/model.safetensors not found" in out["peer"]["error"]
 
 
+def test_rescore_keeps_the_training_commands_so_their_overrides_reach_the_reproduce_lines(monkeypatch):
+    from benchmarks import run as bench_run
+    from benchmarks.report import _overrides
+
+    monkeypatch.setattr(acc, "rescore", lambda name, result: result)
+    trained = "python -m benchmarks.run --only uhcs --uhcs-folds 0 --set data.patch_size=128 --out runs/b3"
+    part = {"environment": {"command": trained, "budget_minutes": 8.0},
+            "sections": {"uhcs": {"result": {"folds": {"0": {}}}, "seconds": 1.0}}}  # fmt: skip
+    out = bench_run.rescore_results([part])
+    assert out["environment"]["command"].endswith(f" # re-scoring the models trained by: {trained}")
+    assert _overrides(out["environment"]["command"]) == " --set data.patch_size=128"
+    assert out["environment"]["budget_minutes"] == 8.0 and "uhcs" in out["sections"]
+
+
 def test_fold_speedup_rows_time_both_paths_of_each_model():
     from benchmarks.report import fold_lines
 

@@ -42,7 +42,11 @@ def test_every_zoo_model_gives_the_same_outputs_folded(name):
     folded = fold_batch_norm(net)
     with torch.no_grad():
         want, got = net(x), folded(x)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # to 1e-4 of the output's magnitude: random statistics blow ResNet-50's activations up to ~1e5-1e6, where
+    # fp32 rounding in another summation order (and another CPU's SIMD kernels) differs by more than 1e-4
+    # absolute; a wrong fold is off by O(1) of the magnitude
+    scale = want.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(got / scale, want / scale, rtol=0, atol=1e-4)
     assert _bn_count(net) == before  # the original keeps its layers (and its state dict)
     if name in ("unet", "resnet_unet", "resnet18", "segnet", "fcn", "vgg11", "regressor"):
         assert _bn_count(folded) == 0
