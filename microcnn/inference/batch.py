@@ -317,7 +317,8 @@ def _shared_input_hash(stored: str | None, path: Path) -> str:
 
 def _options(predictor: Any, *, chunk: int, save_masks: bool, world: int) -> dict[str, Any]:
     """Everything that changes the numbers (or the layout) of the output; part of the job key."""
-    found = {name: getattr(predictor, name, None) for name in ("tile", "overlap", "blend", "batch_size")}
+    names = ("tile", "overlap", "blend", "batch_size", "batch_pixels")
+    found = {name: getattr(predictor, name, None) for name in names}
     found["channels_last"] = bool(getattr(predictor, "channels_last", False))
     tta, rescale = len(getattr(predictor, "transforms", ())) > 1, bool(getattr(predictor, "rescale", False))
     device = str(getattr(predictor, "device", "cpu"))

@@ -39,6 +39,11 @@ from microcnn.inference.tiling import check_tiling, sliding_window, tile_grid
 from microcnn.io.micrograph import Micrograph
 
 Result = SegmentationResult | ClassificationResult | RegressionResult
+# Pixels per forward pass for whole images on the CPU (predict_many). Measured on the 2-core CPU for the
+# phase and gamma-prime segmenters (benchmarks `batch` section, forward img/s by batch size): the fastest
+# batch holds 32 images of 64², 4-8 of 128², 2 of 256² and 1 of 512² (2^17 px, ±1 doubling); the former
+# 2 x 1024² budget put 32 images of 256² in one pass, 1.5x slower than 2 at a time.
+CPU_BATCH_PIXELS = 2**17
 _SAME_KEYS = ("task", "class_names", "target_names", "target_units")
 
 
@@ -55,6 +60,10 @@ class Predictor:
             windows with overlap computes 2.25× its area).
         tta: average over the 8 flips/rotations of the square (8x the compute).
         batch_size: tiles per forward pass (bounds memory); blend: "gaussian" | "cosine" | "constant".
+        batch_pixels: pixels per forward pass when :meth:`predict_many` batches whole images (at least one
+            image per pass). None: ``batch_size * tile**2`` on a GPU; on the CPU the smaller of that and
+            :data:`CPU_BATCH_PIXELS`, where larger batches run slower (their feature maps fall out of the
+            cache).
         rescale: resample each image to the training pixel size before predicting.
         names: labels of the members for ``result.method`` (file names by default).
         channels_last: run the convolutions in NHWC memory layout (``torch.channels_last``). Measured on
@@ -76,6 +85,7 @@ class Predictor:
         overlap: float = 0.25,
         tta: bool = False,
         batch_size: int = 2,
+        batch_pixels: int | None = None,
         blend: str = "gaussian",
         rescale: bool = False,
         names: Sequence[str] | None = None,
@@ -97,6 +107,14 @@ class Predictor:
         if self.task not in ("classification", "segmentation", "regression"):
             raise ModelFileError(f"Model metadata names no known task; got task={self.task!r}.")
         self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, batch_size, blend
+        if batch_pixels is not None and (not isinstance(batch_pixels, int) or batch_pixels < 1):
+            raise ValueError(f"batch_pixels (pixels per forward pass) must be a positive int; got "
+                             f"{batch_pixels!r}. Use e.g. {CPU_BATCH_PIXELS}.")  # fmt: skip
+        if batch_pixels is None:
+            batch_pixels = batch_size * tile * tile
+            if self.device.type == "cpu":
+                batch_pixels = min(batch_pixels, CPU_BATCH_PIXELS)
+        self.batch_pixels = batch_pixels
         self.transforms = tta_mod.D4 if tta else tta_mod.IDENTITY
         self.rescale = rescale
         self.names = list(names) if names else [type(m).__name__ for m in models]
@@ -255,17 +273,16 @@ class Predictor:
         """Predict several micrographs, batching those that fit in one tile and share a shape.
 
         Gives the same results as ``[self.predict(m) for m in micrographs]`` to float rounding, but, for
-        many small images, with a few large forward passes instead of one per image. A batch holds at most
-        ``batch_size`` tiles' worth of pixels (``batch_size * tile**2``), so memory is bounded as in
-        :meth:`predict`. Images larger than one tile go through :meth:`predict` one by one (preprocessed
-        once). Any error (e.g. a wrong channel count) propagates; callers that must isolate a bad item
-        retry it alone.
+        many small images, with a few larger forward passes instead of one per image. A batch holds at most
+        ``batch_pixels`` pixels (at least one image), so memory is bounded as in :meth:`predict`. Images
+        larger than one tile go through :meth:`predict` one by one (preprocessed once). Any error (e.g. a
+        wrong channel count) propagates; callers that must isolate a bad item retry it alone.
 
         Reproducibility: the convolution kernels round differently at another batch size, so an image's
         result may differ in the last bits (~1e-8) depending on which images share its batch. The batches
         are a fixed function of the list (same-shaped images in list order, split every
-        ``batch_size * tile**2 // (rows * cols)``): the same list gives the same bits. Batch jobs therefore
-        always pass the same absolute chunk of an archive (:mod:`microcnn.inference.batch`).
+        ``batch_pixels // (rows * cols)``): the same list on the same device gives the same bits. Batch
+        jobs therefore always pass the same absolute chunk of an archive (:mod:`microcnn.inference.batch`).
 
         Example:
             >>> results = predictor.predict_many([read_micrograph(p) for p in paths])   # doctest: +SKIP
@@ -279,10 +296,9 @@ class Predictor:
                 groups.setdefault(tuple(image.shape), []).append(i)
             else:
                 results[i] = self._predict_prepared(image, factor, micrographs[i])
-        budget = self.batch_size * self.tile * self.tile
         with torch.inference_mode():
             for shape, members in groups.items():
-                step = max(1, budget // (shape[-2] * shape[-1]))
+                step = max(1, self.batch_pixels // (shape[-2] * shape[-1]))
                 for first in range(0, len(members), step):
                     part = members[first : first + step]
                     batch = torch.stack([prepared[i][0] for i in part])

@@ -241,6 +241,35 @@ def test_predict_many_batches_same_shaped_images_and_equals_predict_one_by_one()
         assert (a.mask == b.mask).mean() > 0.999
 
 
+def test_predict_many_on_the_cpu_passes_at_most_cpu_batch_pixels_per_forward():
+    """The default tile 1024 and batch_size 2 would allow 2 x 1024² px a pass (a GPU's budget); the CPU caps
+    it at 2^17 px: 2^17 / 256² = 2 images of 256², 2^17 / 64² = 32 of 64² per pass."""
+    from microcnn.inference.predictor import CPU_BATCH_PIXELS
+
+    meta = {**SEG_META, "class_names": ["a", "b", "c"]}
+    net = Smoother()
+    seen = _counting(net)
+    predictor = Predictor([net], meta, device="cpu")
+    assert CPU_BATCH_PIXELS == 2**17 and predictor.batch_pixels == 2**17
+    predictor.predict_many([_micrograph(256, 256, seed=i) for i in range(5)])
+    assert [s[0] for s in seen] == [2, 2, 1]
+    seen.clear()
+    predictor.predict_many([_micrograph(64, 64, seed=i) for i in range(40)])
+    assert [s[0] for s in seen] == [32, 8]
+    seen.clear()  # an explicit budget wins: 3 x 256² px -> 3 + 2
+    Predictor([net], meta, device="cpu", batch_pixels=3 * 256 * 256).predict_many(
+        [_micrograph(256, 256, seed=i) for i in range(5)]
+    )
+    assert [s[0] for s in seen] == [3, 2]
+    seen.clear()  # a budget under one image still passes one image at a time
+    Predictor([net], meta, device="cpu", batch_pixels=100).predict_many(
+        [_micrograph(32, 32), _micrograph(32, 32)]
+    )
+    assert [s[0] for s in seen] == [1, 1]
+    with pytest.raises(ValueError, match=r"batch_pixels .* positive int; got 0"):
+        Predictor([net], meta, device="cpu", batch_pixels=0)
+
+
 def test_predict_many_image_level_tasks_equal_predict():
     from microcnn.models import build_model
 
