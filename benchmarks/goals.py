@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.report import _f, _section, _table
+from benchmarks.report import _f, _section, _table, fastest_forward
 
 
 @dataclass
@@ -149,19 +149,19 @@ def speed_goals(results: dict[str, Any]) -> list[Goal]:
 
 def batch_goals(results: dict[str, Any]) -> list[Goal]:
     b = _section(results, "batch") or {}
-    ratio = b.get("steady_ratio_vs_batched")
-    why = ""
-    if ratio is not None:
-        steady_ms, bare_ms = 1000 / b["steady_img_s"], 1000 / b["forward_img_s_batched"]
+    ratio, why = None, ""
+    if b.get("steady_img_s") is not None:
+        best, at = fastest_forward(b)
+        ratio = b["steady_img_s"] / best
         why = (
-            f"per image the job takes {_f(steady_ms, 2)} ms in steady state, the bare batched forward "
-            f"{_f(bare_ms, 2)} ms: the rest is reading, per-image standardisation, the result objects and "
-            f"HDF5 writes (cProfile below); each job also pays {_f(b['startup_s'], 1)} s once (imports, "
-            f"model, input hash)"
+            f"per image the job takes {_f(1000 / b['steady_img_s'], 2)} ms in steady state, the fastest bare "
+            f"forward ({at}) {_f(1000 / best, 2)} ms: the rest is reading, per-image standardisation, the "
+            f"result objects and HDF5 writes (cProfile below); each job also pays {_f(b['startup_s'], 1)} s "
+            f"once (imports, model, input hash)"
         )
     return [
         Goal(
-            "Batch HDF5 ≥ 90 % of pure (batched) forward throughput (steady state)",
+            "Batch HDF5 ≥ 90 % of pure forward throughput (steady state; the fastest forward batch)",
             None if ratio is None else 100 * ratio,
             90,
             " %",

@@ -167,12 +167,61 @@ def fold_lines(rows: list[dict[str, Any]] | None) -> list[str]:
 
 
 def _steady_lines(b: dict[str, Any]) -> list[str]:
-    if b.get("steady_img_s") is None:  # one archive size only, or results of an older harness
-        return []
+    if b.get("steady_img_s") is None:
+        sizes = sorted({r["images"] for r in b.get("runs", [])})
+        if len(sizes) < 2 or "startup_s" not in b:  # one archive size only, or results of an older harness
+            return []
+        return [
+            f"- Steady state: not measurable in this run: the {sizes[-1]}-image job took no longer than the "
+            f"{sizes[0]}-image one, so the fixed cost per job (imports, model, input hash) varied by more "
+            "than the extra images took.",
+        ]
+    best, at = fastest_forward(b)
     return [
         f"- Steady state (extra images / extra seconds between the smallest and largest archive): "
-        f"{_f(b['steady_img_s'])} img/s = **{_f(100 * b['steady_ratio_vs_batched'])} %** of the batched "
-        f"forward; fixed cost per job {_f(b['startup_s'], 1)} s.",
+        f"{_f(b['steady_img_s'])} img/s = **{_f(100 * b['steady_img_s'] / best)} %** of the fastest bare "
+        f"forward ({at}); fixed cost per job {_f(b['startup_s'], 1)} s.",
+    ]
+
+
+def fastest_forward(b: dict[str, Any]) -> tuple[float, str]:
+    """(images/s, how many at a time) of the fastest bare forward the batch section timed: one image at a
+    time, the job's own batch (results since 2026-12-02) or the whole chunk."""
+    rates = {"1 image at a time": b["forward_img_s_batch1"],
+             f"{b.get('chunk', 32)} at a time": b["forward_img_s_batched"]}  # fmt: skip
+    if b.get("forward_img_s_job") is not None:
+        rates[f"{b['job_batch']} at a time, as the job"] = b["forward_img_s_job"]
+    at = max(rates, key=lambda k: rates[k])
+    return rates[at], at
+
+
+def _job_forward(b: dict[str, Any]) -> str:
+    if b.get("forward_img_s_job") is None:  # results of an older harness
+        return ""
+    return f", {_f(b['forward_img_s_job'])} img/s {b['job_batch']} at a time (the job's batches)"
+
+
+def _sweep_lines(sweep: dict[str, Any] | None) -> list[str]:
+    """Bare forward img/s by batch size and image side, the fastest batch of each side in bold."""
+    if not sweep:
+        return []
+    batches = sorted({int(k) for r in sweep["rows"] for k in r["img_s"]})
+    rows = []
+    for r in sweep["rows"]:
+        top = max(r["img_s"].values())
+        cells = [r["img_s"].get(str(n)) for n in batches]
+        rows.append(
+            [f"{r['side']}²", *("–" if v is None else f"**{_f(v)}**" if v == top else _f(v) for v in cells)]
+        )
+    budget = sweep["cpu_batch_pixels"]
+    per_side = ", ".join(f"{max(1, budget // r['side'] ** 2)} of {r['side']}²" for r in sweep["rows"])
+    return [
+        f"Bare forward img/s of {sweep['model']} by batch size (CPU, folded batch norm, channels_last, the "
+        "batches of one side timed in alternation; the fastest in bold). The Predictor's CPU budget per "
+        f"pass for whole images, `CPU_BATCH_PIXELS` = {budget:,} px, gives batches of {per_side}:",
+        "",
+        *_table(["side", *(str(n) for n in batches)], rows),
+        "",
     ]
 
 
@@ -185,8 +234,8 @@ def _batch_block(b: dict[str, Any], what: str) -> list[str]:
         *_table(["images", "img/s", "peak RSS (MB)"], rows),
         "",
         f"- Pure model forward on the same images (same process, after the largest job): "
-        f"{_f(b['forward_img_s_batched'])} img/s batched, "
-        f"{_f(b['forward_img_s_batch1'])} img/s one at a time.",
+        f"{_f(b['forward_img_s_batched'])} img/s batched ({b.get('chunk', 32)} at a time), "
+        f"{_f(b['forward_img_s_batch1'])} img/s one at a time" + _job_forward(b) + ".",
         f"- Whole job (largest archive, startup included) / pure forward: "
         f"{_f(100 * b['ratio_vs_batched'])} % of batched, {_f(100 * b['ratio_vs_batch1'])} % one at a time.",
         *_steady_lines(b),
@@ -203,7 +252,7 @@ def batch_lines(results: dict[str, Any]) -> list[str]:
     lines = head + _batch_block(b, "The job as users run it (the goal figures)")
     if "overhead" in b:
         lines += _batch_block(b["overhead"], "The cost around the forward (a model so small that it shows)")
-    return lines
+    return lines + _sweep_lines(b.get("forward_sweep"))
 
 
 def gpu_lines(results: dict[str, Any]) -> list[str]:

@@ -122,7 +122,9 @@ def _batch(a: argparse.Namespace) -> dict[str, Any]:
     if not weights.exists():
         return {"skipped": f"{weights} not found (make models builds it)"}
     main = s.bench_batch_h5(side=a.h5_side, model_path=weights, **kw)
-    return {**main, "overhead": s.bench_batch_h5(side=64, **kw)}
+    # the toy's jobs take seconds, as long as their fixed cost: the fastest of 3 fresh processes counts
+    overhead = s.bench_batch_h5(side=64, repeats=3, **kw)
+    return {**main, "overhead": overhead, "forward_sweep": s.forward_by_batch(weights, seconds=a.seconds)}
 
 
 def _profile(a: argparse.Namespace) -> dict[str, Any]:
