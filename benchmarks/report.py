@@ -214,7 +214,11 @@ def _sweep_lines(sweep: dict[str, Any] | None) -> list[str]:
             [f"{r['side']}²", *("–" if v is None else f"**{_f(v)}**" if v == top else _f(v) for v in cells)]
         )
     budget = sweep["cpu_batch_pixels"]
-    per_side = ", ".join(f"{max(1, budget // r['side'] ** 2)} of {r['side']}²" for r in sweep["rows"])
+    from microcnn.inference.predictor import images_per_pass
+
+    per_side = ", ".join(
+        f"{images_per_pass(budget, r['side'], r['side'])} of {r['side']}²" for r in sweep["rows"]
+    )
     return [
         f"Bare forward img/s of {sweep['model']} by batch size (CPU, folded batch norm, channels_last, the "
         "batches of one side timed in alternation; the fastest in bold). The Predictor's CPU budget per "

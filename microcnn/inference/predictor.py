@@ -44,6 +44,14 @@ Result = SegmentationResult | ClassificationResult | RegressionResult
 # batch holds 32 images of 64², 4-8 of 128², 2 of 256² and 1 of 512² (2^17 px, ±1 doubling); the former
 # 2 x 1024² budget put 32 images of 256² in one pass, 1.5x slower than 2 at a time.
 CPU_BATCH_PIXELS = 2**17
+
+
+def images_per_pass(batch_pixels: int, rows: int, cols: int) -> int:
+    """Whole images of rows x cols px that :meth:`Predictor.predict_many` sends through one forward pass
+    with a budget of ``batch_pixels`` px (at least one)."""
+    return max(1, batch_pixels // (rows * cols))
+
+
 _SAME_KEYS = ("task", "class_names", "target_names", "target_units")
 
 
@@ -298,7 +306,7 @@ class Predictor:
                 results[i] = self._predict_prepared(image, factor, micrographs[i])
         with torch.inference_mode():
             for shape, members in groups.items():
-                step = max(1, self.batch_pixels // (shape[-2] * shape[-1]))
+                step = images_per_pass(self.batch_pixels, shape[-2], shape[-1])
                 for first in range(0, len(members), step):
                     part = members[first : first + step]
                     batch = torch.stack([prepared[i][0] for i in part])
